@@ -1,0 +1,39 @@
+package jobs
+
+import "errors"
+
+// Errors returned by the Processor, its channels and its store; test them
+// with errors.Is.
+var (
+	ErrUnknownJob      = errors.New("unknown job")
+	ErrAlreadyRunning  = errors.New("job is already running")
+	ErrNotRunning      = errors.New("job is not running")
+	ErrInvalidInterval = errors.New("invalid interval")
+	ErrDuplicateJob    = errors.New("job already registered")
+	ErrClosed          = errors.New("processor is closed")
+
+	// ErrFull: a channel was full and the new item was not taken (DropNewest,
+	// or Wait past the caller's deadline). Nothing was accepted.
+	ErrFull = errors.New("queue is full")
+	// ErrDropped: a queued command was evicted by a newer one (DropOldest).
+	ErrDropped = errors.New("dropped by a newer item")
+	// ErrInvalidPolicy: an unknown full-channel policy name.
+	ErrInvalidPolicy = errors.New("invalid full-channel policy")
+
+	ErrUnknownKind     = errors.New("unknown work kind")
+	ErrDuplicateKind   = errors.New("work kind already registered")
+	ErrInvalidPriority = errors.New("invalid priority")
+	ErrInvalidPayload  = errors.New("invalid payload")
+	ErrUnknownWork     = errors.New("unknown work item")
+	// ErrNoStore: work items need a Store; the processor has none.
+	ErrNoStore = errors.New("no work store configured")
+	// ErrDialect: the database's dialect has no store implementation.
+	ErrDialect = errors.New("unsupported database dialect")
+)
+
+// Errors of the history queries (Runs, ListWork); test them with errors.Is.
+var (
+	ErrInvalidLimit  = errors.New("invalid page limit")
+	ErrInvalidCursor = errors.New("invalid page cursor")
+	ErrInvalidState  = errors.New("invalid work state")
+)

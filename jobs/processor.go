@@ -1,0 +1,721 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Handler is one execution of a recurring job.
+type Handler func(ctx context.Context) error
+
+// Config configures a Processor.
+type Config struct {
+	// ControlCapacity bounds the control channel (default 100) and
+	// ControlPolicy says what happens when it is full (default Wait: the
+	// caller waits until its context ends).
+	ControlCapacity int
+	ControlPolicy   Policy
+	// EventCapacity bounds the event channel (default 1024). When it is full
+	// events are dropped and counted rather than blocking a job.
+	EventCapacity int
+	// MinInterval is the smallest interval a job may have (default 100ms).
+	MinInterval time.Duration
+	// Store keeps job state and work items across restarts. Without one,
+	// job state lives in memory and Enqueue returns ErrNoStore.
+	Store Store
+	// Workers is the work pool's size (default 4).
+	Workers int
+	// WorkCapacity bounds each priority's queue (default 256); WorkPolicy
+	// says what happens when it is full (default Wait). With DropOldest an
+	// evicted item is recorded as dropped in the store, never lost silently.
+	WorkCapacity int
+	WorkPolicy   Policy
+	// Instance names this process as the owner of the items it claims
+	// (default "local"). Items a previous run of the same instance left
+	// running are taken back at once on restart; another instance's only
+	// once their lease expires. Give each process sharing a database its
+	// own name.
+	Instance string
+	// RunHistory is how many runs of each recurring job the store keeps
+	// (default DefaultRunHistory); older ones are pruned.
+	RunHistory int
+	// StatsEvery is how often queue depths are checked and, if changed,
+	// published (default 250ms).
+	StatsEvery time.Duration
+	Logger     *slog.Logger
+	// Now is the clock (default time.Now); times are kept in UTC.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.ControlCapacity <= 0 {
+		c.ControlCapacity = 100
+	}
+	if c.EventCapacity <= 0 {
+		c.EventCapacity = 1024
+	}
+	if c.MinInterval <= 0 {
+		c.MinInterval = 100 * time.Millisecond
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.WorkCapacity <= 0 {
+		c.WorkCapacity = 256
+	}
+	if c.Instance == "" {
+		c.Instance = "local"
+	}
+	if c.RunHistory <= 0 {
+		c.RunHistory = DefaultRunHistory
+	}
+	if c.StatsEvery <= 0 {
+		c.StatsEvery = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+type commandKind int
+
+const (
+	cmdStart commandKind = iota
+	cmdStop
+	cmdTrigger
+	cmdStatus
+	cmdSetInterval
+	cmdList
+)
+
+func (k commandKind) String() string {
+	return [...]string{"start", "stop", "trigger", "status", "set-interval", "list"}[k]
+}
+
+// command is one request to the processor; reply is buffered so the processor
+// never blocks on a caller that gave up.
+type command struct {
+	kind     commandKind
+	name     string
+	interval time.Duration
+	reply    chan reply
+}
+
+type reply struct {
+	status Status
+	list   []Status
+	err    error
+}
+
+// job is owned by the processor goroutine; no other goroutine touches it.
+type job struct {
+	status  Status
+	handler Handler
+	stop    context.CancelFunc // cancels the runner while running
+	reset   chan time.Duration // tells the runner a new interval
+	trigger chan struct{}      // asks the runner for one run now
+	// triggered: a run asked for while the job was stopped is in
+	// progress; more triggers are coalesced into it.
+	triggered bool
+}
+
+type runResult struct {
+	name     string
+	at       time.Time
+	duration time.Duration
+	err      error
+	next     time.Time // zero for a triggered run of a stopped job
+	manual   bool      // triggered by hand
+}
+
+// Processor owns recurring jobs and the work pool, and answers commands
+// about them through its control channel.
+type Processor struct {
+	cfg      Config
+	cmds     *Bounded[command]
+	results  chan runResult
+	events   *emitter
+	jobs     map[string]*job
+	order    []string
+	pool     *pool
+	recorder *recorder // nil without a store
+	shutdown chan context.Context
+
+	started chan struct{}
+	quit    chan struct{} // closed when Run stops taking results
+	done    chan struct{} // closed when Run has returned
+	once    sync.Once
+	// early orders Run's start against a Shutdown that finds Run not
+	// started: shutEarly says Shutdown came first, so Run only answers
+	// what was queued and returns.
+	early     sync.Mutex
+	shutEarly bool
+}
+
+// NewProcessor returns a processor; register jobs and kinds, then call Run.
+func NewProcessor(cfg Config) *Processor {
+	cfg.defaults()
+	p := &Processor{
+		cfg:      cfg,
+		results:  make(chan runResult, 64),
+		events:   newEmitter(cfg.EventCapacity, func() time.Time { return cfg.Now().UTC() }),
+		jobs:     make(map[string]*job),
+		shutdown: make(chan context.Context),
+		started:  make(chan struct{}),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	// An evicted command still gets an answer: the tutorial's
+	// TrySetException, with ErrDropped.
+	p.cmds = NewBounded(cfg.ControlCapacity, cfg.ControlPolicy, func(_ context.Context, c command) {
+		c.reply <- reply{err: fmt.Errorf("%s %q: %w", c.kind, c.name, ErrDropped)}
+	})
+	if cfg.Store != nil {
+		p.pool = newPool(&p.cfg, p.events)
+		p.recorder = newRecorder(cfg.Store, p.cfg.RunHistory, p.cfg.Logger)
+	}
+	return p
+}
+
+// Register adds a recurring job before Run; running says whether it starts
+// running when the processor starts. A state saved in the Store (running or
+// stopped, interval) wins over these defaults.
+func (p *Processor) Register(name string, interval time.Duration, running bool, h Handler) error {
+	if p.isStarted() {
+		return fmt.Errorf("register %q: processor already started", name)
+	}
+	if name == "" || h == nil {
+		return fmt.Errorf("register %q: name and handler are required", name)
+	}
+	if _, ok := p.jobs[name]; ok {
+		return fmt.Errorf("register %q: %w", name, ErrDuplicateJob)
+	}
+	if err := p.checkInterval(interval); err != nil {
+		return fmt.Errorf("register %q: %w", name, err)
+	}
+	p.jobs[name] = &job{status: Status{Name: name, Interval: interval, Running: running}, handler: h}
+	p.order = append(p.order, name)
+	return nil
+}
+
+// RegisterKind adds a work kind and its handler before Run.
+func (p *Processor) RegisterKind(kind string, h WorkHandler, opts KindOptions) error {
+	if p.isStarted() {
+		return fmt.Errorf("register kind %q: processor already started", kind)
+	}
+	if p.pool == nil {
+		return fmt.Errorf("register kind %q: %w", kind, ErrNoStore)
+	}
+	return p.pool.register(kind, h, opts)
+}
+
+func (p *Processor) isStarted() bool {
+	select {
+	case <-p.started:
+		return true
+	default:
+		return false
+	}
+}
+
+// Events returns the channel of state changes. Read it, or events are
+// dropped (and counted in Event.Dropped).
+func (p *Processor) Events() <-chan Event { return p.events.ch }
+
+// Publish adds an event to the stream without blocking, for producers that
+// belong with the jobs (a Pipeline); a full stream drops it and counts it.
+func (p *Processor) Publish(e Event) { p.events.publish(e) }
+
+// Run restores saved state, starts running jobs and the worker pool, and
+// processes commands until ctx is done (a hard stop: runs in progress are
+// cancelled and interrupted work items go back to pending) or Shutdown is
+// called (a graceful stop).
+func (p *Processor) Run(ctx context.Context) error {
+	p.early.Lock()
+	shutEarly := p.shutEarly
+	p.once.Do(func() { close(p.started) })
+	p.early.Unlock()
+	runCtx, cancel := context.WithCancel(ctx)
+	var runners sync.WaitGroup
+	if p.recorder != nil {
+		go p.recorder.run()
+	}
+	// Stop everything this Run started, then wait for it: runners and
+	// workers see runCtx end; runOnce stops offering results on quit. The
+	// recorder writes the runs already applied before Run returns.
+	defer func() {
+		p.stopAll()
+		close(p.quit)
+		cancel()
+		runners.Wait()
+		if p.pool != nil {
+			p.pool.wait()
+		}
+		if p.recorder != nil {
+			p.recorder.stop()
+		}
+		close(p.done)
+	}()
+
+	if err := p.restore(ctx); err != nil {
+		return err
+	}
+	if shutEarly {
+		// Shutdown came before Run: answer the commands queued until
+		// then, and start nothing.
+		return p.drain(ctx, runCtx, &runners)
+	}
+	if p.pool != nil {
+		if err := p.pool.start(runCtx); err != nil {
+			return err
+		}
+	}
+	runners.Go(func() { p.report(runCtx) })
+	for _, name := range p.order {
+		j := p.jobs[name]
+		if j.status.Running {
+			p.startRunner(runCtx, &runners, j)
+		}
+		p.publish(EventJobUpdated, j)
+	}
+	p.events.publish(Event{Type: EventSnapshot, Jobs: p.list(), Queue: p.queueStats()})
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case dctx := <-p.shutdown:
+			return p.drain(dctx, runCtx, &runners)
+		case r := <-p.results:
+			p.applyResult(r)
+		case cmd := <-p.cmds.C():
+			// Take what is queued without blocking, as the tutorial's
+			// WaitToReadAsync + TryRead loop does.
+			p.handle(runCtx, &runners, cmd)
+			for {
+				cmd, ok := p.cmds.TryRecv()
+				if !ok {
+					break
+				}
+				p.handle(runCtx, &runners, cmd)
+			}
+		}
+	}
+}
+
+// drain is the graceful half of shutdown: refuse new commands and work,
+// answer the commands already queued, and let queued work run until dctx
+// ends. Whatever is left stays pending in the store for the next start.
+func (p *Processor) drain(dctx, runCtx context.Context, runners *sync.WaitGroup) error {
+	p.cmds.Close()
+	for {
+		cmd, ok := p.cmds.TryRecv()
+		if !ok {
+			break
+		}
+		p.handle(runCtx, runners, cmd)
+	}
+	if p.pool != nil {
+		if err := p.pool.drain(dctx); err != nil {
+			p.cfg.Logger.Warn("work queue not drained before the deadline; the rest stays pending", "err", err)
+			return nil
+		}
+	}
+	return nil
+}
+
+// Shutdown stops intake and drains: queued commands are answered, queued
+// work runs until ctx ends, then Run returns. It waits for Run and returns
+// ctx's error if that took too long.
+func (p *Processor) Shutdown(ctx context.Context) error {
+	p.early.Lock()
+	if !p.isStarted() {
+		// A Run that starts later sees shutEarly and returns at once.
+		p.shutEarly = true
+		p.early.Unlock()
+		p.cmds.Close()
+		return nil
+	}
+	p.early.Unlock()
+	select {
+	case p.shutdown <- ctx:
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		// Run stops soon (drain saw the same deadline) unless a handler
+		// ignores its context; either way the caller's time is up.
+		return ctx.Err()
+	}
+}
+
+// restore applies the saved state of each registered job.
+func (p *Processor) restore(ctx context.Context) error {
+	if p.cfg.Store == nil {
+		return nil
+	}
+	saved, err := p.cfg.Store.LoadJobs(ctx)
+	if err != nil {
+		return fmt.Errorf("restore jobs: %w", err)
+	}
+	for _, s := range saved {
+		j, ok := p.jobs[s.Name]
+		if !ok {
+			continue // a job that is no longer registered
+		}
+		j.status.Executions, j.status.Failures = s.Executions, s.Failures
+		j.status.LastRun, j.status.LastDuration, j.status.LastError = s.LastRun, s.LastDuration, s.LastError
+		if !s.Saved {
+			continue // only counters: registration decides the rest
+		}
+		j.status.Running = s.Running
+		if s.Interval >= p.cfg.MinInterval {
+			j.status.Interval = s.Interval
+		}
+		j.status.Message = "restored"
+	}
+	return nil
+}
+
+// checkInterval refuses intervals below MinInterval, and finer than a
+// millisecond: the store keeps milliseconds, so a finer interval would come
+// back different after a restart.
+func (p *Processor) checkInterval(d time.Duration) error {
+	if d < p.cfg.MinInterval {
+		return fmt.Errorf("%w: %s is below %s", ErrInvalidInterval, d, p.cfg.MinInterval)
+	}
+	if d%time.Millisecond != 0 {
+		return fmt.Errorf("%w: %s is not a whole number of milliseconds", ErrInvalidInterval, d)
+	}
+	return nil
+}
+
+// save persists a job's new state before the processor applies it, so an
+// answer never claims a change that a restart would forget.
+func (p *Processor) save(ctx context.Context, j *job, running bool, interval time.Duration) error {
+	if p.cfg.Store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return p.cfg.Store.SaveJob(ctx, JobState{Name: j.status.Name, Running: running, Interval: interval, Saved: true})
+}
+
+func (p *Processor) list() []Status {
+	out := make([]Status, 0, len(p.order))
+	for _, name := range p.order {
+		out = append(out, p.jobs[name].status)
+	}
+	return out
+}
+
+func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd command) {
+	var r reply
+	defer func() {
+		if v := recover(); v != nil {
+			r = reply{err: fmt.Errorf("%s %q: processor panic: %v", cmd.kind, cmd.name, v)}
+			p.cfg.Logger.Error("command panicked", "command", cmd.kind.String(), "job", cmd.name, "panic", v)
+		}
+		cmd.reply <- r
+	}()
+	if cmd.kind == cmdList {
+		r.list = p.list()
+		return
+	}
+	j, ok := p.jobs[cmd.name]
+	if !ok {
+		r.err = fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, ErrUnknownJob)
+		return
+	}
+	switch cmd.kind {
+	case cmdStart:
+		if j.status.Running {
+			r.err = fmt.Errorf("start %q: %w", cmd.name, ErrAlreadyRunning)
+			break
+		}
+		if err := p.save(ctx, j, true, j.status.Interval); err != nil {
+			r.err = fmt.Errorf("start %q: %w", cmd.name, err)
+			break
+		}
+		j.status.Running = true
+		p.startRunner(ctx, runners, j)
+		j.status.Message = "started"
+		p.publish(EventJobStarted, j)
+	case cmdStop:
+		if !j.status.Running {
+			r.err = fmt.Errorf("stop %q: %w", cmd.name, ErrNotRunning)
+			break
+		}
+		if err := p.save(ctx, j, false, j.status.Interval); err != nil {
+			r.err = fmt.Errorf("stop %q: %w", cmd.name, err)
+			break
+		}
+		j.stop()
+		j.stop, j.reset, j.trigger = nil, nil, nil
+		j.status.Running = false
+		j.status.NextRun = nil
+		j.status.Message = "stopped"
+		p.publish(EventJobStopped, j)
+	case cmdTrigger:
+		switch {
+		case j.status.Running:
+			select {
+			case j.trigger <- struct{}{}:
+			default: // a run is already requested
+			}
+		case !j.triggered: // else the triggered run in progress is this one
+			j.triggered = true
+			name, h := j.status.Name, j.handler
+			runners.Go(func() { p.runOnce(ctx, name, h, 0, true) })
+		}
+		j.status.Message = "triggered"
+	case cmdSetInterval:
+		if err := p.checkInterval(cmd.interval); err != nil {
+			r.err = fmt.Errorf("set interval %q: %w", cmd.name, err)
+			break
+		}
+		if err := p.save(ctx, j, j.status.Running, cmd.interval); err != nil {
+			r.err = fmt.Errorf("set interval %q: %w", cmd.name, err)
+			break
+		}
+		j.status.Interval = cmd.interval
+		if j.status.Running {
+			// Buffered 1: replace a reset the runner has not read yet.
+			select {
+			case <-j.reset:
+			default:
+			}
+			j.reset <- cmd.interval
+			next := p.now().Add(cmd.interval)
+			j.status.NextRun = &next
+		}
+		j.status.Message = "interval set to " + cmd.interval.String()
+		p.publish(EventJobUpdated, j)
+	case cmdStatus:
+	}
+	r.status = j.status
+}
+
+func (p *Processor) startRunner(ctx context.Context, runners *sync.WaitGroup, j *job) {
+	rctx, cancel := context.WithCancel(ctx)
+	j.stop = cancel
+	j.reset = make(chan time.Duration, 1)
+	j.trigger = make(chan struct{}, 1)
+	next := p.now().Add(j.status.Interval)
+	j.status.NextRun = &next
+	name, h, interval, reset, trigger := j.status.Name, j.handler, j.status.Interval, j.reset, j.trigger
+	runners.Go(func() {
+		t := time.NewTimer(interval)
+		defer t.Stop()
+		for {
+			manual := false
+			select {
+			case <-rctx.Done():
+				return
+			case d := <-reset:
+				interval = d
+				t.Reset(interval)
+				continue
+			case <-trigger:
+				manual = true
+			case <-t.C:
+			}
+			p.runOnce(rctx, name, h, interval, manual)
+			t.Reset(interval)
+		}
+	})
+}
+
+// runOnce executes h and reports to the processor; a panic is a failed run.
+// interval is the runner's (the next run is due that long after this one
+// ends), or 0 for a triggered run of a stopped job; manual says it was
+// triggered by hand.
+func (p *Processor) runOnce(ctx context.Context, name string, h Handler, interval time.Duration, manual bool) {
+	start := p.now()
+	err := func() (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = fmt.Errorf("panic: %v", v)
+			}
+		}()
+		return h(ctx)
+	}()
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return // stopped mid-run: not a failure
+	}
+	end := p.now()
+	r := runResult{name: name, at: start, duration: end.Sub(start), err: err, manual: manual}
+	if interval > 0 {
+		r.next = end.Add(interval)
+	}
+	select {
+	case p.results <- r:
+	case <-p.quit:
+	}
+}
+
+func (p *Processor) applyResult(r runResult) {
+	j, ok := p.jobs[r.name]
+	if !ok {
+		return
+	}
+	if r.next.IsZero() {
+		j.triggered = false
+	}
+	at := r.at.UTC()
+	j.status.LastRun = &at
+	j.status.LastDuration = r.duration
+	j.status.Executions++
+	typ := EventRunSucceeded
+	if r.err != nil {
+		j.status.Failures++
+		j.status.LastError = r.err.Error()
+		typ = EventRunFailed
+	} else {
+		j.status.LastError = ""
+	}
+	if j.status.Running && !r.next.IsZero() {
+		next := r.next.UTC()
+		j.status.NextRun = &next
+	}
+	if p.recorder != nil {
+		run := JobRun{Job: r.name, At: at, Duration: r.duration, Manual: r.manual}
+		if r.err != nil {
+			run.Error = j.status.LastError
+		}
+		st := j.status
+		p.recorder.add(runRecord{run: run, state: JobState{
+			Name: st.Name, Running: st.Running, Interval: st.Interval,
+			Executions: st.Executions, Failures: st.Failures, LastRun: st.LastRun, LastDuration: st.LastDuration, LastError: st.LastError,
+		}})
+	}
+	p.publish(typ, j)
+}
+
+func (p *Processor) stopAll() {
+	for _, j := range p.jobs {
+		if j.stop != nil {
+			j.stop()
+		}
+	}
+}
+
+func (p *Processor) publish(t EventType, j *job) {
+	st := j.status
+	p.events.publish(Event{Type: t, Job: &st})
+}
+
+// report publishes the queue's state whenever it changed, at most once per
+// StatsEvery: depths change on every item, so they are coalesced here
+// rather than sent per item.
+func (p *Processor) report(ctx context.Context) {
+	t := time.NewTicker(p.cfg.StatsEvery)
+	defer t.Stop()
+	var last *QueueStats
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := p.queueStats()
+		if last != nil && sameQueue(*last, *s) {
+			continue
+		}
+		last = s
+		p.events.publish(Event{Type: EventQueue, Queue: s})
+	}
+}
+
+func sameQueue(a, b QueueStats) bool {
+	// Dropping our own report must not cause a new one.
+	a.EventsDropped, b.EventsDropped = 0, 0
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+func (p *Processor) queueStats() *QueueStats {
+	s := &QueueStats{Depths: map[string]int{}, Control: p.cmds.Stats(), EventsDropped: p.events.dropped.Load()}
+	if p.pool != nil {
+		p.pool.stats(s)
+	}
+	return s
+}
+
+// Queue reports the work queue's and control channel's state now.
+func (p *Processor) Queue() QueueStats { return *p.queueStats() }
+
+func (p *Processor) now() time.Time { return p.cfg.Now().UTC() }
+
+// send puts cmd on the control channel under its policy, then waits for
+// the reply until ctx is done.
+func (p *Processor) send(ctx context.Context, cmd command) (reply, error) {
+	cmd.reply = make(chan reply, 1)
+	if err := p.cmds.Send(ctx, cmd); err != nil {
+		return reply{}, fmt.Errorf("%s %q: control channel: %w", cmd.kind, cmd.name, err)
+	}
+	select {
+	case r := <-cmd.reply:
+		return r, r.err
+	case <-p.done:
+		select {
+		case r := <-cmd.reply:
+			return r, r.err
+		default:
+			return reply{}, fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, ErrClosed)
+		}
+	case <-ctx.Done():
+		return reply{}, fmt.Errorf("%s %q: waiting for reply: %w", cmd.kind, cmd.name, ctx.Err())
+	}
+}
+
+// Start starts a stopped job.
+func (p *Processor) Start(ctx context.Context, name string) (Status, error) {
+	r, err := p.send(ctx, command{kind: cmdStart, name: name})
+	return r.status, err
+}
+
+// Stop stops a running job; a run in progress is cancelled.
+func (p *Processor) Stop(ctx context.Context, name string) (Status, error) {
+	r, err := p.send(ctx, command{kind: cmdStop, name: name})
+	return r.status, err
+}
+
+// Trigger runs a job once now, whether it is running or not.
+func (p *Processor) Trigger(ctx context.Context, name string) (Status, error) {
+	r, err := p.send(ctx, command{kind: cmdTrigger, name: name})
+	return r.status, err
+}
+
+// Status reports one job.
+func (p *Processor) Status(ctx context.Context, name string) (Status, error) {
+	r, err := p.send(ctx, command{kind: cmdStatus, name: name})
+	return r.status, err
+}
+
+// SetInterval changes how often a job runs.
+func (p *Processor) SetInterval(ctx context.Context, name string, d time.Duration) (Status, error) {
+	r, err := p.send(ctx, command{kind: cmdSetInterval, name: name, interval: d})
+	return r.status, err
+}
+
+// List reports every job in registration order.
+func (p *Processor) List(ctx context.Context) ([]Status, error) {
+	r, err := p.send(ctx, command{kind: cmdList})
+	return r.list, err
+}

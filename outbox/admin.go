@@ -1,0 +1,137 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// Page is one page of List, newest first.
+type Page struct {
+	Items []Record `json:"items"`
+	// Next is the Before cursor of the following page, "" on the last.
+	Next string `json:"next,omitempty"`
+}
+
+// ParseCursor reads a Page.Next cursor; ok is false if it is not one.
+func ParseCursor(s string) (before int64, ok bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// List returns a page of messages, newest first, paged by a keyset cursor so
+// that deep pages cost what the first does.
+func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
+	if f.Status != "" {
+		if _, ok := ParseStatus(string(f.Status)); !ok {
+			return Page{}, fmt.Errorf("%w: status %q", ErrInvalidFilter, f.Status)
+		}
+	}
+	if f.Topic != "" && !ValidTopic(f.Topic) {
+		return Page{}, fmt.Errorf("%w: topic %q", ErrInvalidFilter, f.Topic)
+	}
+	if f.Limit < 0 || f.Limit > MaxPage || f.Before < 0 {
+		return Page{}, fmt.Errorf("%w: limit must be 1..%d and before positive", ErrInvalidFilter, MaxPage)
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPage
+	}
+	// One more row than asked tells whether there is a next page.
+	want := f.Limit
+	f.Limit++
+	rows, err := r.st.list(ctx, f)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Items: make([]Record, 0, min(len(rows), want))}
+	for i, row := range rows {
+		if i == want {
+			p.Next = strconv.FormatInt(rows[want-1].Seq, 10)
+			break
+		}
+		p.Items = append(p.Items, row.record())
+	}
+	return p, nil
+}
+
+// Get returns a message with its attempts.
+func (r *Relay) Get(ctx context.Context, id string) (Record, error) {
+	if !ValidID(id) {
+		return Record{}, ErrNotFound
+	}
+	row, atts, err := r.st.get(ctx, id)
+	if err != nil {
+		return Record{}, err
+	}
+	rec := row.record()
+	rec.AttemptLog = make([]Attempt, len(atts))
+	for i, a := range atts {
+		rec.AttemptLog[i] = a.attempt()
+	}
+	return rec, nil
+}
+
+// Retry makes a dead message pending again with a fresh budget of attempts,
+// or makes a pending one due now. Other statuses give ErrNotRetryable.
+func (r *Relay) Retry(ctx context.Context, id string) (Record, error) {
+	if !ValidID(id) {
+		return Record{}, ErrNotFound
+	}
+	now := r.now()
+	row, err := r.st.retry(ctx, id, now.UnixMicro())
+	if err != nil {
+		return Record{}, err
+	}
+	r.Wake()
+	sum := row.summary()
+	r.emit(Event{Type: EventRetried, At: now, Message: &sum})
+	return row.record(), nil
+}
+
+// RetryDead retries every dead message, or those of topic when it is not
+// empty, and returns how many. A topic no message can have gives
+// ErrInvalidFilter.
+func (r *Relay) RetryDead(ctx context.Context, topic string) (int64, error) {
+	if topic != "" && !ValidTopic(topic) {
+		return 0, fmt.Errorf("%w: topic %q", ErrInvalidFilter, topic)
+	}
+	now := r.now()
+	n, err := r.st.retryDead(ctx, topic, now.UnixMicro())
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		r.Wake()
+		r.emit(Event{Type: EventRetried, At: now, Topic: topic, Count: n})
+	}
+	return n, nil
+}
+
+// Delete removes a dead message and its attempts: ErrNotDead for any other.
+func (r *Relay) Delete(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return ErrNotFound
+	}
+	row, err := r.st.remove(ctx, id)
+	if err != nil {
+		return err
+	}
+	// A dead message that blocked its key no longer does: wake the relay.
+	r.Wake()
+	sum := row.summary()
+	r.emit(Event{Type: EventDeleted, At: r.now(), Message: &sum})
+	return nil
+}
+
+// Stats returns the last snapshot of the running relay, so that any number of
+// viewers cost no query; when it is not running, it counts now (without
+// rates or latencies).
+func (r *Relay) Stats(ctx context.Context) (Stats, error) {
+	if s := r.stats.Load(); s != nil {
+		return *s, nil
+	}
+	return r.dbStats(ctx)
+}

@@ -1,0 +1,106 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// JetStream defaults.
+const (
+	DefaultStream        = "CANAL"
+	DefaultSubjectPrefix = "canal"
+)
+
+// JetStream publishes each message to the subject <prefix>.<topic> of a
+// JetStream stream, with the message id as Nats-Msg-Id: JetStream drops a
+// second copy of an id within the stream's duplicate window, so the relay's
+// at-least-once redeliveries become exactly-once in the stream.
+type JetStream struct {
+	js     jetstream.JetStream
+	prefix string
+	nc     *nats.Conn // closed by Close when DialJetStream opened it
+}
+
+// JetStreamConfig names the stream; zero fields take the defaults.
+type JetStreamConfig struct {
+	Stream          string        // CANAL
+	SubjectPrefix   string        // canal: subjects canal.<topic>, stream on canal.>
+	DuplicateWindow time.Duration // 2 min, JetStream's default
+}
+
+// NewJetStream returns a publisher on nc, creating or updating the stream.
+func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = 2 * time.Minute
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       cfg.Stream,
+		Subjects:   []string{cfg.SubjectPrefix + ".>"},
+		Duplicates: cfg.DuplicateWindow,
+		Storage:    jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: ensure stream %s: %w", cfg.Stream, err)
+	}
+	return &JetStream{js: js, prefix: cfg.SubjectPrefix}, nil
+}
+
+// DialJetStream connects to url and returns a publisher that owns the
+// connection: Close closes it.
+func DialJetStream(ctx context.Context, url string, cfg JetStreamConfig) (*JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("canal-outbox"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("nats connect %s: %w", url, err)
+	}
+	p, err := NewJetStream(ctx, nc, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	p.nc = nc
+	return p, nil
+}
+
+// Subject returns the subject a topic is published to.
+func (p *JetStream) Subject(topic string) string { return p.prefix + "." + topic }
+
+// Publish sends d and waits for the stream's acknowledgement.
+func (p *JetStream) Publish(ctx context.Context, d Delivery) error {
+	m := nats.NewMsg(p.Subject(d.Topic))
+	m.Data = d.Payload
+	for k, v := range d.Headers {
+		m.Header.Set(k, v)
+	}
+	m.Header.Set("Canal-Topic", d.Topic)
+	if _, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(d.ID)); err != nil {
+		return fmt.Errorf("jetstream publish %s: %w", m.Subject, err)
+	}
+	return nil
+}
+
+// Close closes the connection if DialJetStream opened it.
+func (p *JetStream) Close() error {
+	if p.nc == nil {
+		return nil
+	}
+	err := p.nc.Drain()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return nil
+	}
+	return err
+}

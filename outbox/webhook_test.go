@@ -1,0 +1,87 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWebhookPublish(t *testing.T) {
+	d := Delivery{ID: "0190-id", Topic: "order.placed", Payload: []byte(`{"a":1}`), Headers: map[string]string{"traceparent": "00-x"}}
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		timeout time.Duration
+		wantErr string // "" for delivered
+	}{
+		{"200 delivered", func(w http.ResponseWriter, r *http.Request) {}, 0, ""},
+		{"204 delivered", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }, 0, ""},
+		{"500 failed", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 0, "500 Internal Server Error: boom"},
+		{"302 failed, not followed", func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				t.Errorf("redirect followed with %s", r.Method)
+			}
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, 0, "302"},
+		{"409 failed", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(409) }, 0, "409"},
+		{"timeout failed", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 50 * time.Millisecond, "deadline exceeded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			type seen struct {
+				r    *http.Request
+				body string
+			}
+			reqs := make(chan seen, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				reqs <- seen{r.Clone(context.Background()), string(b)}
+				tc.handler(w, r)
+			}))
+			defer srv.Close()
+			wh, err := NewWebhook(srv.URL+"/hook", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			err = wh.Publish(ctx, d)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("err = %v, want delivered", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+			var got *http.Request
+			var body string
+			select {
+			case s := <-reqs:
+				got, body = s.r, s.body
+			default:
+				t.Fatal("no request")
+			}
+			if got.Method != http.MethodPost || got.URL.Path != "/hook" || body != `{"a":1}` ||
+				got.Header.Get("Idempotency-Key") != d.ID || got.Header.Get("Canal-Topic") != d.Topic ||
+				got.Header.Get("traceparent") != "00-x" || got.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("request %s %s %v body %s", got.Method, got.URL, got.Header, body)
+			}
+		})
+	}
+}
+
+func TestNewWebhookRejectsBadURL(t *testing.T) {
+	for _, u := range []string{"", "ftp://x", "localhost:80", "http://"} {
+		if _, err := NewWebhook(u, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewWebhook(%q) err = %v", u, err)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c Config)
+		wantErr string // substring of the error; "" means no error
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, c Config) {
+				if c.Addr != "127.0.0.1:8080" || c.DB != "canal.db" || !c.Demo || c.Workers != 4 || c.ShutdownTimeout != 10*time.Second {
+					t.Errorf("defaults = %+v", c)
+				}
+			},
+		},
+		{
+			name: "environment fallbacks",
+			env:  map[string]string{"CANAL_ADDR": "127.0.0.1:9999", "CANAL_DB": "postgres://u@h/db", "CANAL_DEMO": "false", "CANAL_ALLOWED_ORIGINS": "a.example, b.example"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != "127.0.0.1:9999" || c.DB != "postgres://u@h/db" || c.Demo {
+					t.Errorf("env not applied: %+v", c)
+				}
+				if strings.Join(c.AllowedOrigins, "|") != "a.example|b.example" {
+					t.Errorf("origins = %q", c.AllowedOrigins)
+				}
+			},
+		},
+		{
+			name: "flags win over environment",
+			args: []string{"-addr", "127.0.0.1:7000", "-demo=true"},
+			env:  map[string]string{"CANAL_ADDR": "127.0.0.1:9999", "CANAL_DEMO": "false"},
+			check: func(t *testing.T, c Config) {
+				if c.Addr != "127.0.0.1:7000" || !c.Demo {
+					t.Errorf("flags did not win: %+v", c)
+				}
+			},
+		},
+		{name: "sqlite URL", args: []string{"-db", "sqlite:data/x.db"}},
+		{name: "bad addr", args: []string{"-addr", "localhost"}, wantErr: `-addr "localhost": want host:port`},
+		{name: "bad port", args: []string{"-addr", "127.0.0.1:99999"}, wantErr: "port must be a number from 0 to 65535"},
+		{name: "unsupported database", args: []string{"-db", "mysql://root@localhost/x"}, wantErr: "unsupported scheme"},
+		{name: "empty sqlite path", args: []string{"-db", "sqlite:"}, wantErr: "needs a file path"},
+		{name: "bad env boolean", env: map[string]string{"CANAL_DEMO": "sometimes"}, wantErr: `CANAL_DEMO="sometimes"`},
+		{name: "bad workers", args: []string{"-workers", "0"}, wantErr: "-workers 0: must be from 1 to 1024"},
+		{name: "bad webhook", args: []string{"-webhook-url", "ftp://x"}, wantErr: "want an http:// or https:// URL"},
+		{name: "bad nats", args: []string{"-nats-url", "127.0.0.1:4222"}, wantErr: "want a nats://host:port URL"},
+		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "want debug, info, warn or error"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
+		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "flag provided but not defined: -port"},
+		{name: "every error at once", args: []string{"-addr", "x", "-workers", "0"}, wantErr: "-workers 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			c, err := parseConfig(append([]string{"canal"}, tt.args...), getenv, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestUsageListsEveryFlagWithItsVariable(t *testing.T) {
+	var out strings.Builder
+	_, err := parseConfig([]string{"canal", "-h"}, func(string) string { return "" }, &out)
+	if err == nil {
+		t.Fatal("-h: want flag.ErrHelp")
+	}
+	for flagName, env := range envName {
+		if !strings.Contains(out.String(), "-"+flagName+" ("+env) {
+			t.Errorf("usage does not list -%s with %s:\n%s", flagName, env, out.String())
+		}
+	}
+}
+
+func TestDialect(t *testing.T) {
+	tests := []struct{ in, name, dsnPrefix string }{
+		{"canal.db", "sqlite", "canal.db?_pragma=busy_timeout"},
+		{"sqlite:/tmp/a.db", "sqlite", "/tmp/a.db?_pragma"},
+		{"sqlite:///tmp/a.db", "sqlite", "/tmp/a.db?_pragma"},
+		{"postgres://u@h:5432/db?sslmode=disable", "postgres", "postgres://u@h:5432/db?sslmode=disable"},
+		{"postgresql://u@h/db", "postgres", "postgresql://u@h/db"},
+	}
+	for _, tt := range tests {
+		name, dsn, err := dialect(tt.in)
+		if err != nil || name != tt.name || !strings.HasPrefix(dsn, tt.dsnPrefix) {
+			t.Errorf("dialect(%q) = %q, %q, %v; want %q, prefix %q", tt.in, name, dsn, err, tt.name, tt.dsnPrefix)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// dialect tells which database a -db value names, and the DSN for its driver.
+func dialect(db string) (name, dsn string, err error) {
+	switch {
+	case db == "":
+		return "", "", errors.New("empty: give a SQLite file path, a sqlite: URL or a postgres:// URL")
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		return "postgres", db, nil
+	case strings.HasPrefix(db, "sqlite://"):
+		return sqliteDSN(strings.TrimPrefix(db, "sqlite://"))
+	case strings.HasPrefix(db, "sqlite:"):
+		return sqliteDSN(strings.TrimPrefix(db, "sqlite:"))
+	case strings.Contains(db, "://"):
+		return "", "", fmt.Errorf("%q: unsupported scheme (use a SQLite file path, sqlite:PATH or postgres://)", db)
+	default:
+		return sqliteDSN(db)
+	}
+}
+
+// sqliteDSN adds the pragmas Canal relies on: WAL so readers do not block the
+// writer, a busy timeout instead of instant SQLITE_BUSY, and BEGIN IMMEDIATE
+// so a transaction takes the write lock up front rather than failing to
+// upgrade it midway.
+func sqliteDSN(path string) (string, string, error) {
+	if path == "" {
+		return "", "", errors.New("sqlite: needs a file path, e.g. sqlite:canal.db")
+	}
+	q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return "sqlite", path + sep + q, nil
+}
+
+// openDB connects and checks the connection.
+func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) {
+	name, dsn, err := dialect(db)
+	if err != nil {
+		return nil, err
+	}
+	gcfg := &gorm.Config{
+		Logger:  logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		NowFunc: func() time.Time { return time.Now().UTC() },
+	}
+	var dial gorm.Dialector
+	if name == "postgres" {
+		dial = postgres.Open(dsn)
+	} else {
+		dial = sqlite.Open(dsn)
+	}
+	g, err := gorm.Open(dial, gcfg)
+	if err != nil {
+		// gorm's postgres driver connects inside Open.
+		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact(db), err)
+	}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", name, err)
+	}
+	if name == "sqlite" {
+		// One writer at a time is SQLite's model; a small pool keeps
+		// readers concurrent under WAL without piling up busy waits.
+		sqlDB.SetMaxOpenConns(4)
+	} else {
+		sqlDB.SetMaxOpenConns(20)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact(db), err)
+	}
+	return g, nil
+}

@@ -1,0 +1,180 @@
+package templates
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/canalhq/canal/jobs"
+)
+
+// Duration is time.Duration, for arithmetic inside templ expressions.
+type Duration = time.Duration
+
+func pathEscape(s string) string { return url.PathEscape(s) }
+
+func maxDepth(qs []Queue) int64 {
+	var m int64
+	for _, q := range qs {
+		m = max(m, q.Depth)
+	}
+	return m
+}
+
+func barWidth(v, m int64) templ.SafeCSS {
+	pct := 0.0
+	if m > 0 {
+		pct = 100 * float64(v) / float64(m)
+	}
+	return templ.SafeCSS("width:" + strconv.FormatFloat(pct, 'f', 1, 64) + "%")
+}
+
+// The chart's coordinate space; the SVG stretches to its box.
+const (
+	chartWidth  = 600
+	chartHeight = 160
+)
+
+var (
+	chartW       = strconv.Itoa(chartWidth)
+	chartViewBox = "0 0 " + chartW + " " + strconv.Itoa(chartHeight)
+)
+
+func chartGrid() []string {
+	return []string{"40", "80", "120"}
+}
+
+func seriesMax(s Series) int64 {
+	var m int64
+	for _, xs := range [][]int64{s.Outbox, s.JobRuns, s.Work, s.Failures} {
+		for _, v := range xs {
+			m = max(m, v)
+		}
+	}
+	return m
+}
+
+func chartLine(vs []int64, m int64) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	if m <= 0 {
+		m = 1
+	}
+	var b strings.Builder
+	step := float64(chartWidth) / float64(max(len(vs)-1, 1))
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		x := float64(i) * step
+		y := float64(chartHeight) - 4 - float64(v)/float64(m)*float64(chartHeight-12)
+		b.WriteString(strconv.FormatFloat(x, 'f', 1, 64))
+		b.WriteByte(',')
+		b.WriteString(strconv.FormatFloat(y, 'f', 1, 64))
+	}
+	return b.String()
+}
+
+func chartArea(vs []int64, m int64) string {
+	line := chartLine(vs, m)
+	if line == "" {
+		return ""
+	}
+	return "0," + strconv.Itoa(chartHeight) + " " + line + " " + chartW + "," + strconv.Itoa(chartHeight)
+}
+
+func last(vs []int64) int64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1]
+}
+
+func perSecond(count int64, s Series) string {
+	if s.Bucket <= 0 {
+		return "0"
+	}
+	return rate(float64(count) / s.Bucket.Seconds())
+}
+
+func seriesSpan(s Series) string {
+	return minutes(s.Bucket * time.Duration(len(s.Outbox)))
+}
+
+func attempts(n, of int) string {
+	if of > 0 {
+		return strconv.Itoa(n) + "/" + strconv.Itoa(of)
+	}
+	return strconv.Itoa(n)
+}
+
+func queryEscape(s string) string { return url.QueryEscape(s) }
+
+func outboxURL(status, topic, before string) string {
+	return listURL("/outbox", "status", status, "topic", topic, "before", before)
+}
+
+// listURL is a list page's path with the query parameters that are set,
+// given as name, value pairs.
+func listURL(path string, pairs ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			q.Set(pairs[i], pairs[i+1])
+		}
+	}
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
+}
+
+func retryAllQuestion(topic string) string {
+	if topic == "" {
+		return "Retry every dead message?"
+	}
+	return "Retry every dead message of topic " + topic + "?"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func prettyJSON(raw []byte) string {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// runsURL is a job page from the run before (0: the newest).
+func runsURL(job string, before int64) string {
+	u := "/jobs/" + url.PathEscape(job)
+	if before != 0 {
+		u += "?before=" + strconv.FormatInt(before, 10)
+	}
+	return u
+}
+
+// workURL is the work page with its filter and cursor.
+func workURL(state jobs.WorkState, kind, before string) string {
+	return listURL("/work", "state", string(state), "kind", kind, "before", before)
+}
+
+// countText shows a bounded count: "10,000+" past the bound.
+func countText(c jobs.Count) string { return boundedCount(int64(c.N), c.More) }

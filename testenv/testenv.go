@@ -1,0 +1,169 @@
+// Package testenv gives tests the real services of this machine: a private
+// PostgreSQL schema, a SQLite file, and the path of a Chromium binary. A test
+// that needs a service whose environment variable is unset skips with a reason
+// that names the variable; .ci/run sets them all and fails on any skip.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Environment variables that point tests at real services.
+const (
+	PostgresEnv = "CANAL_TEST_POSTGRES" // e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+	NATSEnv     = "CANAL_TEST_NATS"     // e.g. nats://127.0.0.1:4222
+	ChromiumEnv = "CANAL_TEST_CHROMIUM" // e.g. /usr/bin/chromium
+)
+
+// PostgresURL returns the base URL of the test PostgreSQL server or skips t.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(PostgresEnv)
+	if u == "" {
+		t.Skipf("%s is not set: set it to a postgres:// URL to run this test against PostgreSQL", PostgresEnv)
+	}
+	return u
+}
+
+// Postgres opens a gorm connection whose search_path is a fresh schema that is
+// dropped when the test ends, so tests can run in parallel on one database.
+func Postgres(t testing.TB) *gorm.DB {
+	t.Helper()
+	base := PostgresURL(t)
+	schema := "t_" + randomHex(6)
+	admin, err := gorm.Open(postgres.Open(base), quiet())
+	if err != nil {
+		t.Fatalf("testenv: open postgres: %v", err)
+	}
+	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		t.Fatalf("testenv: create schema: %v", err)
+	}
+	db, err := gorm.Open(postgres.Open(WithSearchPath(base, schema)), quiet())
+	if err != nil {
+		t.Fatalf("testenv: open postgres schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+		_ = admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error
+		if sqlDB, err := admin.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	return db
+}
+
+// PostgresSchemaURL creates a fresh schema like Postgres does and returns a URL
+// whose connections use it, for tests that start the whole program.
+func PostgresSchemaURL(t testing.TB) string {
+	t.Helper()
+	base := PostgresURL(t)
+	schema := "t_" + randomHex(6)
+	admin, err := gorm.Open(postgres.Open(base), quiet())
+	if err != nil {
+		t.Fatalf("testenv: open postgres: %v", err)
+	}
+	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		t.Fatalf("testenv: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = admin.Exec("DROP SCHEMA " + schema + " CASCADE").Error
+		if sqlDB, err := admin.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	return WithSearchPath(base, schema)
+}
+
+// WithSearchPath adds search_path=schema to a postgres:// URL.
+func WithSearchPath(base, schema string) string {
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
+}
+
+// SQLite opens a SQLite file in t's temporary directory.
+func SQLite(t testing.TB) *gorm.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "canal.db")
+	db, err := gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"), quiet())
+	if err != nil {
+		t.Fatalf("testenv: open sqlite: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	return db
+}
+
+// NATSURL returns the URL of the machine's NATS JetStream server or skips t.
+func NATSURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(NATSEnv)
+	if u == "" {
+		t.Skipf("%s is not set: set it to a nats:// URL to run this test against NATS JetStream", NATSEnv)
+	}
+	return u
+}
+
+// Chromium returns the path of a Chromium binary or skips t.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv(ChromiumEnv)
+	if p == "" {
+		t.Skipf("%s is not set: set it to a Chromium binary (Debian: /usr/bin/chromium) to run browser tests", ChromiumEnv)
+	}
+	if _, err := exec.LookPath(p); err != nil {
+		t.Fatalf("testenv: %s=%q is not runnable: %v", ChromiumEnv, p, err)
+	}
+	return p
+}
+
+// Eventually polls cond every 20ms until it holds or d passes; it fails t with
+// msg if it never holds. Tests wait for a condition, not for a fixed time.
+func Eventually(t testing.TB, d time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("condition not met within %s: %s", d, msg)
+		case <-tick.C:
+		}
+	}
+}
+
+func quiet() *gorm.Config { return &gorm.Config{Logger: logger.Discard} }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,51 @@
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// apiError is the JSON body of every 4xx and 5xx answer: what went wrong and,
+// for bad input, which field.
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// badRequest answers 400 naming the field at fault.
+func badRequest(c echo.Context, field, msg string) error {
+	return c.JSON(http.StatusBadRequest, apiError{Error: msg, Field: field})
+}
+
+// jsonError answers status with a message.
+func jsonError(c echo.Context, status int, msg string) error {
+	return c.JSON(status, apiError{Error: msg})
+}
+
+// errorHandler turns errors that escaped a handler into JSON. Echo's own
+// errors (404 for an unknown route, 405, a malformed body) keep their status;
+// anything else is a 500 that is logged, with no internals in the body.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			msg := http.StatusText(he.Code)
+			if s, ok := he.Message.(string); ok && s != "" {
+				msg = s
+			}
+			if he.Code >= 500 {
+				log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+			}
+			_ = c.JSON(he.Code, apiError{Error: msg})
+			return
+		}
+		log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		_ = c.JSON(http.StatusInternalServerError, apiError{Error: "internal error"})
+	}
+}

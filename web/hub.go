@@ -1,0 +1,340 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
+	"github.com/canalhq/canal/templates"
+	"github.com/coder/websocket"
+)
+
+// HubConfig configures a Hub. Its inputs are plain channels of plain data, so
+// a later feed from another process (LISTEN/NOTIFY, NATS) can replace the
+// local processor and relay without the hub knowing.
+type HubConfig struct {
+	// JobEvents is where job and work events come from: the local
+	// processor's Events(), or a feed from another process.
+	JobEvents <-chan jobs.Event
+	// OutboxEvents is where outbox events come from: the relay's Events().
+	OutboxEvents <-chan outbox.Event
+	// ClientBuffer bounds each client's queue of frames (default 64). A
+	// client whose queue is full is closed with 1013 so it reconnects.
+	ClientBuffer int
+	// FlushEvery is how often coalesced state goes out (default 250ms).
+	FlushEvery time.Duration
+	// Bucket and Buckets shape the throughput chart (default 5s × 120: the
+	// last ten minutes). Failures are counted over the same window.
+	Bucket  time.Duration
+	Buckets int
+	// FeedSize bounds the live feed (default 30). Run history and work
+	// items are not kept here: the pages read them from the jobs store.
+	FeedSize int
+	// Burst is how many discrete events may each go out at once between two
+	// flushes (default 8); past it they wait for the next flush, never
+	// longer, and are never merged away.
+	Burst  int
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (c *HubConfig) defaults() {
+	if c.ClientBuffer <= 0 {
+		c.ClientBuffer = 64
+	}
+	if c.FlushEvery <= 0 {
+		c.FlushEvery = 250 * time.Millisecond
+	}
+	if c.Bucket <= 0 {
+		c.Bucket = 5 * time.Second
+	}
+	if c.Buckets <= 0 {
+		c.Buckets = 120
+	}
+	if c.FeedSize <= 0 {
+		c.FeedSize = 30
+	}
+	if c.Burst <= 0 {
+		c.Burst = 8
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Limits that keep every frame and list bounded.
+const (
+	maxFailuresKept = 50  // failure lines kept for the wall
+	maxPipelines    = 16  // pipelines shown
+	maxJobs         = 500 // recurring jobs tracked
+	batchEvents     = 256 // discrete events that force a flush
+	minSeriesPoints = 12  // the chart of a young hub
+)
+
+// view is what a client receives: HTML for the overview pages, HTML for the
+// wall screen, or JSON frames.
+type view int
+
+const (
+	viewPage view = iota
+	viewWall
+	viewJSON
+	numViews
+)
+
+func (v view) String() string { return [...]string{"page", "wall", "json"}[v] }
+
+// client is one WebSocket connection as the hub sees it. Only the hub
+// goroutine sends on send and closes quit; closeCode and reason are set
+// before quit is closed, and the writer reads them only after. The writer
+// sets timedOut before it unregisters the client, and the hub reads it only
+// after.
+type client struct {
+	view      view
+	send      chan []byte
+	quit      chan struct{}
+	closeCode websocket.StatusCode
+	reason    string
+	timedOut  bool // its writer gave up: the peer stopped reading
+}
+
+func newClient(v view, buffer int) *client {
+	return &client{view: v, send: make(chan []byte, buffer), quit: make(chan struct{})}
+}
+
+// Hub owns the set of WebSocket clients and the dashboard's view model. One
+// goroutine (Run) touches both; handlers and pages talk to it over channels.
+type Hub struct {
+	cfg        HubConfig
+	register   chan *client
+	unregister chan *client
+	queries    chan func(*hubState)
+	done       chan struct{}
+}
+
+// HubStats are the hub's counters.
+type HubStats struct {
+	Clients      int    `json:"clients"`
+	PageClients  int    `json:"pageClients"`
+	WallClients  int    `json:"wallClients"`
+	JSONClients  int    `json:"jsonClients"`
+	Connections  uint64 `json:"connections"`
+	FramesSent   uint64 `json:"framesSent"`
+	FramesDrop   uint64 `json:"framesDropped"`
+	SlowClosed   uint64 `json:"slowClientsClosed"`
+	EventsIn     uint64 `json:"eventsIn"`
+	Flushes      uint64 `json:"flushes"`
+	Snapshots    uint64 `json:"snapshots"`
+	LastSeq      uint64 `json:"lastSeq"`
+	BytesPerPage int    `json:"lastPageFrameBytes"`
+	// Events the processor and the relay dropped before the hub read them
+	// (their channels were full), as they last reported.
+	JobEventsDropped    uint64 `json:"jobEventsDropped"`
+	OutboxEventsDropped int64  `json:"outboxEventsDropped"`
+}
+
+// NewHub returns a hub; its owner calls Run.
+func NewHub(cfg HubConfig) *Hub {
+	cfg.defaults()
+	return &Hub{
+		cfg:        cfg,
+		register:   make(chan *client),
+		unregister: make(chan *client),
+		queries:    make(chan func(*hubState)),
+		done:       make(chan struct{}),
+	}
+}
+
+type snapCache struct {
+	version, seq uint64
+	frame        []byte
+}
+
+// Run broadcasts until ctx is done, then closes every client with 1012
+// (service restart) so browsers reconnect by themselves.
+func (h *Hub) Run(ctx context.Context) {
+	defer close(h.done)
+	st := h.newState()
+	flush := time.NewTicker(h.cfg.FlushEvery)
+	defer flush.Stop()
+	jobEvents, outboxEvents := h.cfg.JobEvents, h.cfg.OutboxEvents
+	// Renders use a context that outlives nothing: fragments never wait.
+	rctx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			for c := range st.clients {
+				h.drop(st, c, websocket.StatusServiceRestart, "server restarting")
+			}
+			return
+		case c := <-h.register:
+			st.clients[c] = struct{}{}
+			st.counts[c.view]++
+			st.stats.Connections++
+			h.sendTo(st, c, h.snapshot(rctx, st, c.view))
+		case c := <-h.unregister:
+			if _, ok := st.clients[c]; ok {
+				delete(st.clients, c)
+				st.counts[c.view]--
+				// A peer that stopped reading fills the socket before
+				// its queue here: it is a slow client all the same.
+				if c.timedOut {
+					st.stats.SlowClosed++
+				}
+			}
+		case q := <-h.queries:
+			q(st)
+		case ev, ok := <-jobEvents:
+			if !ok {
+				jobEvents = nil
+				continue
+			}
+			st.stats.EventsIn++
+			st.stats.JobEventsDropped = max(st.stats.JobEventsDropped, ev.Dropped)
+			if h.applyJob(st, ev) {
+				h.discrete(rctx, st)
+			}
+		case ev, ok := <-outboxEvents:
+			if !ok {
+				outboxEvents = nil
+				continue
+			}
+			st.stats.EventsIn++
+			if h.applyOutbox(st, ev) {
+				h.discrete(rctx, st)
+			}
+		case <-flush.C:
+			h.tick(st)
+			st.immediate = 0
+			h.flush(rctx, st, true)
+		}
+	}
+}
+
+// discrete sends a discrete event's frame now, unless the burst allowance of
+// this flush period is spent; then it goes with the next flush, a fraction
+// of a second later.
+func (h *Hub) discrete(ctx context.Context, st *hubState) {
+	if st.immediate < h.cfg.Burst || len(st.pending) >= batchEvents {
+		st.immediate++
+		h.flush(ctx, st, false)
+	}
+}
+
+// flush sends what changed: every pending discrete event and the state of
+// each dirty part, each view rendered once and written to all its clients.
+// A flush for a discrete event (full false) leaves the feed, the failure list
+// and the chart, the largest fragments, to the next tick: the event itself
+// shows at once in its card and in the JSON frame, its feed line a fraction
+// of a second later.
+func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
+	var later dirty
+	if !full {
+		later.feed, later.failures, later.chart = st.dirty.feed, st.dirty.failures, st.dirty.chart
+		st.dirty.feed, st.dirty.failures, st.dirty.chart = false, false, false
+	}
+	if !st.dirty.any() && len(st.pending) == 0 {
+		st.dirty.feed, st.dirty.failures, st.dirty.chart = later.feed, later.failures, later.chart
+		return
+	}
+	st.stats.Flushes++
+	st.seq++
+	now := h.cfg.Now()
+	var jsonFrame []byte
+	if st.counts[viewJSON] > 0 {
+		jsonFrame = h.jsonFrame(st, now)
+	}
+	st.stats.LastSeq = st.seq
+	var page, wall []byte
+	if st.counts[viewPage] > 0 {
+		page = h.renderPage(ctx, st, false)
+		st.stats.BytesPerPage = len(page)
+	}
+	if st.counts[viewWall] > 0 {
+		wall = h.renderWall(ctx, st, now, false)
+	}
+	for c := range st.clients {
+		switch c.view {
+		case viewPage:
+			h.sendTo(st, c, page)
+		case viewWall:
+			h.sendTo(st, c, wall)
+		case viewJSON:
+			h.sendTo(st, c, jsonFrame)
+		}
+	}
+	clear(st.dirty.jobs)
+	st.dirty = dirty{jobs: st.dirty.jobs, feed: later.feed, failures: later.failures, chart: later.chart}
+	st.pending = st.pending[:0]
+}
+
+// sendTo queues a frame without blocking; a client that cannot keep up is
+// closed with 1013 (try again later), so the browser reconnects and gets a
+// fresh snapshot instead of slowing everyone else down. It reports whether
+// the client is still connected.
+func (h *Hub) sendTo(st *hubState, c *client, frame []byte) bool {
+	if len(frame) == 0 {
+		return true
+	}
+	select {
+	case c.send <- frame:
+		st.stats.FramesSent++
+		return true
+	default:
+		st.stats.FramesDrop++
+		st.stats.SlowClosed++
+		h.drop(st, c, websocket.StatusTryAgainLater, "too slow, reconnect")
+		return false
+	}
+}
+
+func (h *Hub) drop(st *hubState, c *client, code websocket.StatusCode, reason string) {
+	if _, ok := st.clients[c]; !ok {
+		return
+	}
+	delete(st.clients, c)
+	st.counts[c.view]--
+	c.closeCode, c.reason = code, reason
+	close(c.quit)
+}
+
+// query runs f on the hub goroutine and waits for it.
+func (h *Hub) query(ctx context.Context, f func(*hubState)) error {
+	done := make(chan struct{})
+	select {
+	case h.queries <- func(st *hubState) { f(st); close(done) }:
+	case <-h.done:
+		return errHubStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats reports the hub's counters.
+func (h *Hub) Stats(ctx context.Context) (HubStats, error) {
+	var s HubStats
+	err := h.query(ctx, func(st *hubState) {
+		s = st.stats
+		s.PageClients, s.WallClients, s.JSONClients = st.counts[viewPage], st.counts[viewWall], st.counts[viewJSON]
+		s.Clients = len(st.clients)
+	})
+	return s, err
+}
+
+// View returns a copy of the dashboard's current state, for a first page load.
+func (h *Hub) View(ctx context.Context) (templates.View, error) {
+	var v templates.View
+	err := h.query(ctx, func(st *hubState) { v = h.view(st, h.cfg.Now()) })
+	return v, err
+}
