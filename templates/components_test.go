@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,9 +209,89 @@ func TestLivePagesCarryAHiddenConnectionBanner(t *testing.T) {
 	if b := live.Find(`header [data-conn-banner][data-testid="banner"]`); b.Length() != 1 || b.AttrOr("hidden", "no") == "no" {
 		t.Errorf("a live page should carry one hidden banner in its header, found %d", b.Length())
 	}
-	still := render(t, OutboxMessage(outbox.Record{ID: "m1", Status: outbox.StatusDead}))
+	still := render(t, NotFound("gone", "/", "Overview"))
 	if still.Find(`[data-conn-banner]`).Length() != 0 {
 		t.Error("a page without a socket has a connection banner")
+	}
+}
+
+// Every page region that can change has an id canal.js can re-read it by
+// and says what changes it; forms stay outside (typing is never undone) and
+// button answers outside or preserved.
+func TestLiveRegions(t *testing.T) {
+	rec := outbox.Record{ID: "m 1", Topic: "t", Status: outbox.StatusDead}
+	runs := jobs.RunPage{Runs: []jobs.JobRun{{ID: 1}}, Next: 1}
+	tests := []struct {
+		name     string
+		page     templ.Component
+		id       string
+		kind     string
+		liveID   string
+		noInside []string
+	}{
+		{"outbox table", OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1), "outbox-live", "outbox", "",
+			[]string{"form.filters", "#outbox-result", "output"}},
+		{"message", OutboxMessage(rec, 1), "message-live", "outbox", "m 1", nil},
+		{"newest runs", JobPage(jobs.Status{Name: "report"}, runs, 0, 1), "runs-live", "job", "report", nil},
+		{"work items", WorkPage(View{}, nil, WorkFilter{}, jobs.WorkPage{}), "work-live", "work", "", []string{"form", "input"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := render(t, tc.page)
+			if d.Find(`body > #changes[hidden]`).Length() != 1 {
+				t.Error("a live page needs one hidden #changes for the hub's marks")
+			}
+			r := d.Find("#" + tc.id)
+			if r.Length() != 1 {
+				t.Fatalf("no #%s region", tc.id)
+			}
+			if got := r.AttrOr("data-live", ""); got != tc.kind {
+				t.Errorf("data-live = %q, want %q", got, tc.kind)
+			}
+			if got := r.AttrOr("data-live-id", ""); got != tc.liveID {
+				t.Errorf("data-live-id = %q, want %q", got, tc.liveID)
+			}
+			for _, sel := range tc.noInside {
+				if r.Find(sel).Length() != 0 {
+					t.Errorf("%s is inside the region: a refresh would undo it", sel)
+				}
+			}
+			if out := r.Find("output"); out.Length() > 0 && out.AttrOr("hx-preserve", "") != "true" {
+				t.Error("a button's answer inside a region must be preserved across refreshes")
+			}
+		})
+	}
+	// Older runs never change: that page has no live region.
+	if d := render(t, JobPage(jobs.Status{Name: "report"}, runs, 5, 1)); d.Find("#runs-live").AttrOr("data-live", "") != "" {
+		t.Error("an older page of runs is marked live")
+	}
+	// Row buttons answer above the table, outside the region.
+	d := render(t, OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1))
+	if got := d.Find(`#outbox-live [data-testid="retry"]`).Closest("form").AttrOr("hx-target", ""); got != "#outbox-result" {
+		t.Errorf("row buttons answer in %q, want #outbox-result", got)
+	}
+}
+
+func TestChangesNameWhatChanged(t *testing.T) {
+	d := render(t, Changes(Changed{Outbox: []string{"a", "b"}, Jobs: []string{"report"}, Work: true}))
+	wrap := d.Find(`[hx-swap-oob]`)
+	if got := wrap.AttrOr("hx-swap-oob", ""); got != "beforeend:#changes" {
+		t.Fatalf("hx-swap-oob = %q: marks must be appended, or joined frames lose them", got)
+	}
+	var got []string
+	wrap.Find("i").Each(func(_ int, s *goquery.Selection) {
+		got = append(got, s.AttrOr("data-live", "")+":"+s.AttrOr("data-id", "*"))
+	})
+	if want := []string{"outbox:a", "outbox:b", "job:report", "work:*"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v, want %v", got, want)
+	}
+	d = render(t, Changes(Changed{AllOutbox: true, AllJobs: true}))
+	got = got[:0]
+	d.Find("i").Each(func(_ int, s *goquery.Selection) {
+		got = append(got, s.AttrOr("data-live", "")+":"+s.AttrOr("data-id", "*"))
+	})
+	if want := []string{"outbox:*", "job:*"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v, want %v", got, want)
 	}
 }
 

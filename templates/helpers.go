@@ -178,3 +178,16 @@ func workURL(state jobs.WorkState, kind, before string) string {
 
 // countText shows a bounded count: "10,000+" past the bound.
 func countText(c jobs.Count) string { return boundedCount(int64(c.N), c.More) }
+
+// liveAttrs marks a live region: one canal.js re-reads from the server when
+// a frame's #changes names kind (and id, when set). Off, it is a plain one.
+func liveAttrs(kind, id string, on bool) templ.Attributes {
+	if !on {
+		return templ.Attributes{}
+	}
+	a := templ.Attributes{"data-live": kind}
+	if id != "" {
+		a["data-live-id"] = id
+	}
+	return a
+}

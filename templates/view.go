@@ -37,6 +37,17 @@ type View struct {
 	FailureWindow time.Duration `json:"failureWindowNs"`
 }
 
+// Changed names what changed since the hub's last frame, for the pages'
+// live regions: outbox messages and jobs by id (All when there were too many
+// to name, or a bulk change named none), and whether any work item moved.
+type Changed struct {
+	Outbox    []string
+	AllOutbox bool
+	Jobs      []string
+	AllJobs   bool
+	Work      bool
+}
+
 // Queue is one priority of the work queue.
 type Queue struct {
 	Name     string

@@ -238,7 +238,7 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 		later.feed, later.failures, later.chart = st.dirty.feed, st.dirty.failures, st.dirty.chart
 		st.dirty.feed, st.dirty.failures, st.dirty.chart = false, false, false
 	}
-	if !st.dirty.any() && len(st.pending) == 0 {
+	if !st.dirty.any() && len(st.pending) == 0 && !st.changed.any() {
 		st.dirty.feed, st.dirty.failures, st.dirty.chart = later.feed, later.failures, later.chart
 		return
 	}
@@ -268,6 +268,7 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 			h.sendTo(st, c, jsonFrame)
 		}
 	}
+	st.changed.reset() // taken by renderPage, or no page is open
 	clear(st.dirty.jobs)
 	st.dirty = dirty{jobs: st.dirty.jobs, feed: later.feed, failures: later.failures, chart: later.chart}
 	st.pending = st.pending[:0]

@@ -117,6 +117,9 @@ func (h *Hub) renderPage(ctx context.Context, st *hubState, all bool) []byte {
 	if all || st.dirty.feed {
 		h.renderTo(ctx, &buf, templates.Feed(st.feed.newestFirst(), true))
 	}
+	if !all && st.changed.any() {
+		h.renderTo(ctx, &buf, templates.Changes(st.changed.take()))
+	}
 	h.renderTo(ctx, &buf, templates.Seq(st.seq, true))
 	return buf.Bytes()
 }

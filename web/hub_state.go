@@ -4,7 +4,9 @@
 package web
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -57,6 +59,7 @@ type hubState struct {
 	dirty     dirty
 	pending   []pending
 	immediate int // discrete flushes since the last tick
+	changed   changed
 }
 
 func (h *Hub) newState() *hubState {
@@ -68,7 +71,58 @@ func (h *Hub) newState() *hubState {
 		feed:      newRing[templates.FeedItem](h.cfg.FeedSize),
 		failures:  newRing[templates.FeedItem](maxFailuresKept),
 		dirty:     dirty{jobs: map[string]bool{}},
+		changed:   changed{outbox: map[string]struct{}{}, jobs: map[string]struct{}{}},
 	}
+}
+
+// maxChangedIDs bounds the ids one frame names; past it the frame says
+// "something changed" and every matching region re-reads.
+const maxChangedIDs = 32
+
+// changed is what the pages' live regions (an outbox table, a message, a
+// job's runs, the work items) must re-read since the last frame. The hub
+// does not know which rows a page shows, so it names what changed and the
+// page asks the server again, at most once a second (static/canal.js).
+type changed struct {
+	outbox    map[string]struct{}
+	outboxAll bool
+	jobs      map[string]struct{}
+	jobsAll   bool
+	work      bool
+}
+
+func (c *changed) any() bool {
+	return len(c.outbox) > 0 || c.outboxAll || len(c.jobs) > 0 || c.jobsAll || c.work
+}
+
+// mark adds id to set, or gives up naming ids once there are too many.
+func mark(set map[string]struct{}, all *bool, id string) {
+	if *all {
+		return
+	}
+	if id == "" || len(set) >= maxChangedIDs {
+		clear(set)
+		*all = true
+		return
+	}
+	set[id] = struct{}{}
+}
+
+func (c *changed) outboxMessage(id string) { mark(c.outbox, &c.outboxAll, id) }
+func (c *changed) job(name string)         { mark(c.jobs, &c.jobsAll, name) }
+
+// take returns the changes for a frame and forgets them.
+func (c *changed) take() templates.Changed {
+	out := templates.Changed{Outbox: slices.Sorted(maps.Keys(c.outbox)), AllOutbox: c.outboxAll,
+		Jobs: slices.Sorted(maps.Keys(c.jobs)), AllJobs: c.jobsAll, Work: c.work}
+	c.reset()
+	return out
+}
+
+func (c *changed) reset() {
+	clear(c.outbox)
+	clear(c.jobs)
+	c.outboxAll, c.jobsAll, c.work = false, false, false
 }
 
 // applyJob folds a job or work event into the view model and reports whether
@@ -123,6 +177,7 @@ func (h *Hub) applyJob(st *hubState, ev jobs.Event) bool {
 	item := templates.FeedItem{At: ev.At, Type: string(ev.Type), Subject: s.Name, Link: "/jobs/" + url.PathEscape(s.Name)}
 	switch ev.Type {
 	case jobs.EventRunSucceeded, jobs.EventRunFailed:
+		st.changed.job(s.Name)
 		st.series.add(now, &st.series.jobRuns)
 		if ev.Type == jobs.EventRunSucceeded {
 			item.Text = "ran in " + s.LastDuration.Round(time.Millisecond).String()
@@ -159,6 +214,7 @@ func (h *Hub) setJob(st *hubState, s jobs.Status) {
 func (h *Hub) applyWork(st *hubState, ev jobs.Event, now time.Time) bool {
 	w := *ev.Work
 	w.Payload = nil // frames never show it; keep them small
+	st.changed.work = true
 	switch ev.Type {
 	case jobs.EventWorkDone:
 		st.series.add(now, &st.series.work)
@@ -186,6 +242,12 @@ func (h *Hub) applyWork(st *hubState, ev jobs.Event, now time.Time) bool {
 func (h *Hub) applyOutbox(st *hubState, ev outbox.Event) bool {
 	now := h.cfg.Now()
 	st.version++
+	switch {
+	case ev.Message != nil:
+		st.changed.outboxMessage(ev.Message.ID)
+	case ev.Type == outbox.EventRetried: // a bulk retry names no message
+		st.changed.outboxMessage("")
+	}
 	switch ev.Type {
 	case outbox.EventStats:
 		if ev.Stats != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -445,4 +446,77 @@ func TestHubJSONSnapshotShape(t *testing.T) {
 	if f.Type != "snapshot" || f.At.IsZero() || len(f.Data.Jobs) != 2 || f.Data.Queue == nil || f.Data.Queue.Depths["high"] != 3 {
 		t.Errorf("snapshot = %+v", f)
 	}
+}
+
+// marksIn lists a page frame's #changes marks as kind:id ("*" for all).
+func marksIn(t testing.TB, frame []byte) []string {
+	t.Helper()
+	var out []string
+	doc(t, frame).Find(`[hx-swap-oob="beforeend:#changes"] i`).Each(func(_ int, s *goquery.Selection) {
+		out = append(out, s.AttrOr("data-live", "")+":"+s.AttrOr("data-id", "*"))
+	})
+	return out
+}
+
+// Page frames name what changed, so live regions re-read themselves: each
+// change once, bounded, and never in the snapshot.
+func TestHubNamesWhatChangedForLiveRegions(t *testing.T) {
+	h, je, oe := testHub(t, HubConfig{FlushEvery: time.Hour})
+	c := attach(t, h, viewPage, 64)
+	if m := marksIn(t, next(t, c)); len(m) != 0 {
+		t.Fatalf("the snapshot carries marks %v; a fresh page has nothing to re-read", m)
+	}
+	msg := func(id string) *outbox.Summary { return &outbox.Summary{ID: id, Topic: "order.placed"} }
+
+	// Dispatches are coalesced; the retry by hand is discrete and takes
+	// them along in its frame.
+	oe <- outbox.Event{Type: outbox.EventDispatched, At: time.Now(), Message: msg("m2")}
+	oe <- outbox.Event{Type: outbox.EventRetried, At: time.Now(), Message: msg("m1")}
+	if got, want := marksIn(t, next(t, c)), []string{"outbox:m1", "outbox:m2"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v, want %v", got, want)
+	}
+
+	// A job's run, work moving and a bulk retry (no ids): the failed run is
+	// discrete and carries all three.
+	wi := jobs.WorkItem{ID: "w1", Kind: "email", State: jobs.WorkDone}
+	je <- jobs.Event{Type: jobs.EventWorkDone, At: time.Now(), Work: &wi}
+	oe <- outbox.Event{Type: outbox.EventRetried, At: time.Now(), Count: 3}
+	je <- jobs.Event{Type: jobs.EventRunFailed, At: time.Now(), Job: status("report", true, 1, 1, "boom")}
+	var got []string
+	for len(got) == 0 || !slices.Contains(got, "job:report") {
+		got = append(got, marksIn(t, next(t, c))...)
+	}
+	slices.Sort(got)
+	if want := []string{"job:report", "outbox:*", "work:*"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v, want %v", got, want)
+	}
+
+	// Past maxChangedIDs the frame stops naming ids.
+	for i := range maxChangedIDs + 5 {
+		oe <- outbox.Event{Type: outbox.EventDispatched, At: time.Now(), Message: msg(fmt.Sprint("x", i))}
+	}
+	oe <- outbox.Event{Type: outbox.EventDead, At: time.Now(), Message: msg("last")}
+	if got, want := marksIn(t, next(t, c)), []string{"outbox:*"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v after %d changes, want %v", got, maxChangedIDs+6, want)
+	}
+
+	// Taken once: the next frame names only its own change.
+	oe <- outbox.Event{Type: outbox.EventDeleted, At: time.Now(), Message: msg("last")}
+	if got, want := marksIn(t, next(t, c)), []string{"outbox:last"}; !slices.Equal(got, want) {
+		t.Errorf("marks %v, want %v", got, want)
+	}
+}
+
+// A change alone is reason enough for a frame at the next tick: a message
+// dispatched while nothing else moved still refreshes the pages showing it.
+func TestHubSendsChangesAloneAtTheTick(t *testing.T) {
+	// A stopped clock: the chart never moves, so only the change is new.
+	at := time.Now()
+	h, _, oe := testHub(t, HubConfig{FlushEvery: 10 * time.Millisecond, Now: func() time.Time { return at }})
+	c := attach(t, h, viewPage, 64)
+	next(t, c) // snapshot
+	oe <- outbox.Event{Type: outbox.EventDispatched, At: time.Now(), Message: &outbox.Summary{ID: "m9"}}
+	until(t, c, "the mark of m9", func(d *goquery.Document) bool {
+		return d.Find(`[hx-swap-oob="beforeend:#changes"] i[data-id="m9"]`).Length() == 1
+	})
 }

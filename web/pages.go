@@ -195,7 +195,7 @@ func outboxPage(h *Hub, ob OutboxReader) echo.HandlerFunc {
 }
 
 // outboxMessagePage shows one message with its attempts; unknown is a 404.
-func outboxMessagePage(ob OutboxReader) echo.HandlerFunc {
+func outboxMessagePage(h *Hub, ob OutboxReader) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if ob == nil {
 			return notFound(c, "No outbox is connected to this dashboard.", "/", "Overview")
@@ -208,7 +208,11 @@ func outboxMessagePage(ob OutboxReader) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return render(c, http.StatusOK, templates.OutboxMessage(rec))
+		v, err := h.View(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusOK, templates.OutboxMessage(rec, v.Seq))
 	}
 }
 

@@ -80,7 +80,7 @@ func addRoutes(e *echo.Echo, d Deps) {
 	app.GET("/jobs/:name", jobPage(d.Hub, d.Jobs, d.History))
 	app.GET("/work", workPage(d.Hub, d.History))
 	app.GET("/outbox", outboxPage(d.Hub, d.Outbox))
-	app.GET("/outbox/:id", outboxMessagePage(d.Outbox))
+	app.GET("/outbox/:id", outboxMessagePage(d.Hub, d.Outbox))
 	app.GET("/wall", wallPage(d.Hub))
 	app.GET("/ws", serveWS(d.Hub, d.WS, d.Logger, false))
 	app.GET("/ws/events", serveWS(d.Hub, d.WS, d.Logger, true))

@@ -55,11 +55,12 @@ func uiRetry(ob OutboxActions) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), uiTimeout)
 		defer cancel()
-		rec, err := ob.Retry(ctx, c.Param("id"))
+		id := c.Param("id")
+		rec, err := ob.Retry(ctx, id)
 		if err != nil {
 			return answer(c, false, err.Error())
 		}
-		return answer(c, true, "retried: now "+string(rec.Status))
+		return answer(c, true, "retried "+id+": now "+string(rec.Status))
 	}
 }
 
