@@ -67,11 +67,30 @@ func (r *Relay) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, err
 	}
 	rec := row.record()
-	rec.AttemptLog = make([]Attempt, len(atts))
-	for i, a := range atts {
-		rec.AttemptLog[i] = a.attempt()
-	}
+	rec.AttemptLog = attemptLog(rec, atts)
 	return rec, nil
+}
+
+// attemptLog lists every attempt of rec in order. Claims count attempts and
+// finished ones are recorded, so a number without a row is an attempt that
+// was cut short, except the current one of an inflight message.
+func attemptLog(rec Record, atts []attemptRow) []Attempt {
+	byNumber := make(map[int]attemptRow, len(atts))
+	for _, a := range atts {
+		byNumber[a.Number] = a
+	}
+	log := make([]Attempt, 0, rec.Attempts)
+	for n := 1; n <= rec.Attempts; n++ {
+		if a, ok := byNumber[n]; ok {
+			log = append(log, a.attempt())
+			continue
+		}
+		if n == rec.Attempts && rec.Status == StatusInflight {
+			break // under way
+		}
+		log = append(log, Attempt{Number: n, Error: unfinishedText, Unfinished: true})
+	}
+	return log
 }
 
 // Retry makes a dead message pending again with a fresh budget of attempts,

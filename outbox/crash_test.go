@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,6 +26,9 @@ import (
 const (
 	crashChildDB   = "CANAL_OUTBOX_CRASH_CHILD_DB"
 	crashChildHook = "CANAL_OUTBOX_CRASH_CHILD_HOOK"
+	// Optional: the child's lease (a duration) and MaxAttempts.
+	crashChildLease = "CANAL_OUTBOX_CRASH_CHILD_LEASE"
+	crashChildMax   = "CANAL_OUTBOX_CRASH_CHILD_MAX_ATTEMPTS"
 )
 
 func TestMain(m *testing.M) {
@@ -47,7 +51,21 @@ func crashChild(dbPath, hook string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r, err := New(db, Config{Lease: 3 * time.Second, PublishTimeout: 2 * time.Second})
+	cfg := Config{Lease: 3 * time.Second}
+	if v := os.Getenv(crashChildLease); v != "" {
+		if cfg.Lease, err = time.ParseDuration(v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	cfg.PublishTimeout = cfg.Lease * 2 / 3
+	if v := os.Getenv(crashChildMax); v != "" {
+		if cfg.MaxAttempts, err = strconv.Atoi(v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	r, err := New(db, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -265,4 +283,89 @@ func crashTest(t *testing.T, n int, child func(dbPath, hook string) *exec.Cmd) {
 		t.Errorf("%d deliveries with an unknown id", strays)
 	}
 	t.Logf("all %d messages arrived after %d SIGKILLs; %d duplicates (%.2f%%), dropped by id at the receiver", n, done, dups, 100*float64(dups)/float64(n))
+}
+
+// TestPoisonMessageThatKillsTheProcessGoesDead: the receiver kills the
+// relay's process whenever one message arrives, as a payload that crashes a
+// publisher would. Each life of the process sends it once: first with the
+// other message, then alone. After MaxAttempts cuts while alone the next
+// life makes it dead unsent, and the other message, out with it at the
+// first crash, is delivered with no failure counted against it.
+func TestPoisonMessageThatKillsTheProcessGoesDead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: kills child processes; skipped with -short")
+	}
+	dbPath := filepath.Join(t.TempDir(), "canal.db")
+	db, err := openSQLiteFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.MaxAttempts = 3
+	admin := newRelay(t, db, cfg) // never run: adds and reads only
+	poison := addN(t, admin, "poison", nil, 1)[0]
+	fine := addN(t, admin, "fine", nil, 1)[0]
+
+	var mu sync.Mutex
+	var child *exec.Cmd
+	poisonSends := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") != poison {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		mu.Lock()
+		poisonSends++
+		_ = child.Process.Signal(syscall.SIGKILL)
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable) // nobody is left to read it
+	}))
+	defer hook.Close()
+
+	for life := 1; statusOf(t, admin, poison) != StatusDead; life++ {
+		if life > 8 {
+			t.Fatalf("the poison message is %s after %d lives of the process", statusOf(t, admin, poison), life-1)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildDB+"="+dbPath, crashChildHook+"="+hook.URL,
+			crashChildLease+"=300ms", crashChildMax+"=3")
+		mu.Lock()
+		child = cmd
+		if err := cmd.Start(); err != nil {
+			mu.Unlock()
+			t.Fatal(err)
+		}
+		mu.Unlock()
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		// This life ends when the receiver kills it, or gives up the
+		// message without sending it (then it is stopped here).
+		testenv.Eventually(t, 30*time.Second, "the process dies or the message goes dead", func() bool {
+			select {
+			case <-exited:
+				return true
+			default:
+				return statusOf(t, admin, poison) == StatusDead
+			}
+		})
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+	}
+
+	mu.Lock()
+	sends := poisonSends
+	mu.Unlock()
+	if sends != 4 {
+		t.Errorf("the poison message was sent %d times, want 1 + MaxAttempts (3)", sends)
+	}
+	rec := mustGet(t, admin, poison)
+	if rec.Failures != 3 || rec.LastError != unfinishedText || len(rec.AttemptLog) != 4 {
+		t.Errorf("poison: %d failures, last error %q, %d logged attempts; want 3, the lease's, 4", rec.Failures, rec.LastError, len(rec.AttemptLog))
+	}
+	if f := mustGet(t, admin, fine); f.Status != StatusDispatched || f.Failures != 0 {
+		t.Errorf("the other message is %s with %d failures, want dispatched with none", f.Status, f.Failures)
+	}
 }

@@ -35,7 +35,13 @@ var (
 	ErrDialect        = errors.New("outbox: unsupported database dialect")
 	ErrInvalidConfig  = errors.New("outbox: invalid config")
 	ErrInvalidFilter  = errors.New("outbox: invalid filter")
+	// ErrUnfinished: a message's attempts were cut short (its lease
+	// expired mid-send) until it ran out of attempts; it is dead unsent.
+	ErrUnfinished = errors.New("outbox: attempts did not finish")
 )
+
+// unfinishedText is the last error of a message whose attempt was cut short.
+const unfinishedText = "attempt did not finish: its lease expired (the process died or the publisher hung while sending)"
 
 // Status is where a message is in its life.
 type Status string

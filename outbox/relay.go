@@ -291,25 +291,44 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 	r.publishStats(ctx, win)
 
 	idle := r.cfg.Workers
-	want, full := true, false
+	// suspects: messages cut short may be waiting (see soloPrefix). Then
+	// nothing new goes out until what is out is done, and they go one at a
+	// time. Checked at start and on every poll. A publisher that ignores
+	// its context is not waited for past PublishTimeout: its attempt can no
+	// longer be recorded, and the relay must not stall behind it.
+	want, full, suspects := true, false, true
+	drainSince := time.Now()
+	drained := func() bool {
+		return idle == r.cfg.Workers || (idle > 0 && time.Since(drainSince) > r.cfg.PublishTimeout)
+	}
 	onResult := func(res result) {
 		idle++
 		if res.dispatched {
 			win.add(res.at, res.latency)
 		}
 		// The next message of a key becomes claimable only when this one
-		// is done; after a full batch there may be more waiting.
-		if res.keyed || full {
+		// is done; after a full batch there may be more waiting; a suspect
+		// goes out once nothing else is.
+		if res.keyed || full || (suspects && drained()) {
 			want = true
 		}
 	}
 	for {
-		if want && idle > 0 && ctx.Err() == nil {
-			n := min(idle, r.cfg.BatchSize)
-			got, err := r.claim(ctx, n, work)
-			idle -= got
-			full = err == nil && got == n
-			want = full
+		if want && ctx.Err() == nil {
+			want = false
+			if suspects && drained() {
+				got, err := r.claim(ctx, 0, work)
+				idle -= got
+				suspects = err != nil || got > 0
+				drainSince = time.Now()
+			}
+			if !suspects && idle > 0 {
+				n := min(idle, r.cfg.BatchSize)
+				got, err := r.claim(ctx, n, work)
+				idle -= got
+				full = err == nil && got == n
+				want = full
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -318,6 +337,9 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 			want = true
 		case <-poll.C:
 			want = true
+			if !suspects && r.hasSuspect(ctx) {
+				suspects, drainSince = true, time.Now()
+			}
 		case res := <-done:
 			onResult(res)
 			for drained := false; !drained; { // take every result already there
@@ -334,6 +356,8 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 	}
 }
 
+// claim leases up to n pending messages, or with n 0 the next suspect alone,
+// and hands them to the workers.
 func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, error) {
 	now := r.now()
 	token := NewID(now)
@@ -341,7 +365,17 @@ func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, err
 	// leased but never handed to a worker would wait for their lease.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
-	rows, err := r.st.claim(cctx, now.UnixMicro(), now.Add(r.cfg.Lease).UnixMicro(), token, n)
+	var rows []messageRow
+	var err error
+	if n == 0 {
+		token = soloToken(token)
+		rows, err = r.st.claimSuspect(cctx, now.UnixMicro(), now.Add(r.cfg.Lease).UnixMicro(), token)
+		for _, row := range rows {
+			r.log.Warn("outbox: sending alone a message whose last attempt was cut short", "id", row.ID, "topic", row.Topic, "attempt", row.Attempts)
+		}
+	} else {
+		rows, err = r.st.claim(cctx, now.UnixMicro(), now.Add(r.cfg.Lease).UnixMicro(), token, n)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("outbox claim failed", "err", err)
@@ -352,6 +386,14 @@ func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, err
 		work <- claimed{row: row, token: token} // buffered to Workers: never blocks
 	}
 	return len(rows), nil
+}
+
+func (r *Relay) hasSuspect(ctx context.Context) bool {
+	ok, err := r.st.hasSuspect(ctx, r.now().UnixMicro())
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("outbox: looking for suspects failed", "err", err)
+	}
+	return ok
 }
 
 // attempted is a finished attempt on its way to be recorded.
@@ -369,6 +411,9 @@ type attempted struct {
 // than leaving leases to expire.
 func (r *Relay) attempt(ctx context.Context, c claimed) attempted {
 	row := c.row
+	if row.Failures >= r.cfg.MaxAttempts {
+		return r.giveUp(c)
+	}
 	start := r.now()
 	err := r.publish(context.WithoutCancel(ctx), row)
 	end := r.now()
@@ -392,6 +437,20 @@ func (r *Relay) attempt(ctx context.Context, c claimed) attempted {
 		}
 	}
 	return attempted{row: row, outcome: o, err: err, evType: evType, end: end}
+}
+
+// giveUp makes dead, without sending it again, a message whose failures
+// reached MaxAttempts at claim: its last attempts were cut short (see
+// countCut), and one more could take the process down again.
+func (r *Relay) giveUp(c claimed) attempted {
+	row, end := c.row, r.now()
+	o := outcome{
+		seq: row.Seq, token: c.token, nowUS: end.UnixMicro(), givenUp: true,
+		status: StatusDead, dueUS: end.UnixMicro(), failures: row.Failures, lastError: row.LastError,
+		blocks: r.deadPolicy(row.Topic) == BlockKey,
+	}
+	err := fmt.Errorf("%w: giving up after %d failed attempts", ErrUnfinished, row.Failures)
+	return attempted{row: row, outcome: o, err: err, evType: EventDead, end: end}
 }
 
 // maxErrorLen bounds the error text kept per attempt.

@@ -129,9 +129,13 @@ type Record struct {
 // Attempt is one try at delivering a message.
 type Attempt struct {
 	Number    int           `json:"number"`
-	StartedAt time.Time     `json:"startedAt"`
+	StartedAt time.Time     `json:"startedAt,omitzero"`
 	Duration  time.Duration `json:"durationNs"`
 	Error     string        `json:"error,omitempty"`
+	// Unfinished is an attempt that was cut short (the process died or the
+	// publisher hung past its lease): nothing recorded its start or end,
+	// and it counted as a failure when the message was claimed again.
+	Unfinished bool `json:"unfinished,omitempty"`
 }
 
 func (r messageRow) record() Record {

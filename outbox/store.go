@@ -14,10 +14,15 @@ import (
 type store interface {
 	// insert writes a new message in the caller's transaction.
 	insert(ctx context.Context, tx *gorm.DB, row *messageRow) error
-	// claim leases up to limit due messages to token until leaseUS, at most
-	// one per key and only the first unfinished one of its key, and counts
-	// the attempt it starts.
+	// claim leases up to limit due pending messages to token until
+	// leaseUS, at most one per key and only the first unfinished one of its
+	// key, and counts the attempt it starts.
 	claim(ctx context.Context, nowUS, leaseUS int64, token string, limit int) ([]messageRow, error)
+	// claimSuspect leases the first eligible suspect (see soloPrefix), if
+	// any, to its solo token, counting the attempt it starts and a cut one.
+	claimSuspect(ctx context.Context, nowUS, leaseUS int64, token string) ([]messageRow, error)
+	// hasSuspect reports whether claimSuspect would find one.
+	hasSuspect(ctx context.Context, nowUS int64) (bool, error)
 	// finish records attempts and their messages' next states in one
 	// transaction (one commit for many messages), each only if its message
 	// is still leased to its token; ok[i] false means that lease was lost.
@@ -54,6 +59,9 @@ type outcome struct {
 	blocks    bool
 	nowUS     int64
 	attempt   attemptRow
+	// given up at claim: no attempt was made, so the claim's count of
+	// attempts is taken back and no attempt row is written.
+	givenUp bool
 }
 
 type statusCounts struct {
@@ -92,6 +100,9 @@ func (s gormStore) finish(ctx context.Context, os []outcome) ([]bool, error) {
 			if o.status == StatusDispatched {
 				upd["dispatched_us"] = o.nowUS
 			}
+			if o.givenUp {
+				upd["attempts"] = gorm.Expr("attempts - 1")
+			}
 			// The token guard keeps a relay whose lease expired from
 			// overwriting what the relay that reclaimed the message wrote.
 			res := tx.Model(&messageRow{}).
@@ -102,7 +113,9 @@ func (s gormStore) finish(ctx context.Context, os []outcome) ([]bool, error) {
 			}
 			if res.RowsAffected == 1 {
 				ok[i] = true
-				atts = append(atts, o.attempt)
+				if !o.givenUp {
+					atts = append(atts, o.attempt)
+				}
 			}
 		}
 		if len(atts) == 0 {
@@ -261,6 +274,40 @@ RETURNING id`, string(StatusDispatched), beforeUS, limit).Scan(&ids).Error
 		return 0, fmt.Errorf("cleanup: %w", err)
 	}
 	return n, nil
+}
+
+// Suspects. A message still inflight after its lease expired was cut short:
+// the process died (or a publisher hung) while it was out. It may be what
+// killed the process, or it may have been out alongside what did. So it is
+// sent again alone (claimSuspect, with a solo token) while nothing else is
+// out, and only a cut while alone counts as a failure: a message that kills
+// the relay on every send goes dead after MaxAttempts lives of the process,
+// and the messages that happened to be out with it lose nothing.
+
+// soloPrefix starts the claim token of a suspect sent alone; ordinary
+// tokens are UUIDs in lowercase hex, so it cannot start one.
+const soloPrefix = "s"
+
+func soloToken(token string) string { return soloPrefix + token[1:] }
+
+// countSoloCut is the suspect claim's SET clause: the attempt before was cut
+// short while the message was out alone, so it counts. SET expressions read
+// the row as it was, in both dialects.
+func countSoloCut(t string) string {
+	return `failures = ` + t + `failures + CASE WHEN ` + t + `claim_token LIKE '` + soloPrefix + `%' THEN 1 ELSE 0 END,
+  last_error = CASE WHEN ` + t + `claim_token LIKE '` + soloPrefix + `%' THEN @cut ELSE ` + t + `last_error END`
+}
+
+// suspectExists is the test, cheap and exact, for whether claimSuspect
+// would find a row: inflight rows are few, and it walks only those.
+const suspectExists = `SELECT m.seq FROM canal_outbox_messages m WHERE m.status = 'inflight' AND ` + claimEligible + ` ORDER BY m.seq LIMIT 1`
+
+func (s gormStore) hasSuspect(ctx context.Context, nowUS int64) (bool, error) {
+	var seqs []int64
+	if err := s.db.WithContext(ctx).Raw(suspectExists, map[string]any{"now": nowUS}).Scan(&seqs).Error; err != nil {
+		return false, fmt.Errorf("look for suspects: %w", err)
+	}
+	return len(seqs) > 0, nil
 }
 
 // claimEligible is the eligibility test shared by both dialects' claim

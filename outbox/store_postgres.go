@@ -39,9 +39,7 @@ func (s postgresStore) claim(ctx context.Context, nowUS, leaseUS int64, token st
 		return `SELECT m.seq FROM canal_outbox_messages m WHERE m.status = '` + status + `' AND ` + claimEligible + `
   ORDER BY m.seq LIMIT @limit FOR UPDATE SKIP LOCKED`
 	}
-	q := `WITH p AS (` + branch("pending") + `),
-x AS (` + branch("inflight") + `),
-c AS (SELECT seq FROM p UNION ALL SELECT seq FROM x ORDER BY seq LIMIT @limit)
+	q := `WITH c AS (` + branch("pending") + `)
 UPDATE canal_outbox_messages AS t
 SET status = 'inflight', due_us = @lease, claim_token = @token, attempts = t.attempts + 1, updated_us = @now
 FROM c WHERE t.seq = c.seq
@@ -49,6 +47,21 @@ RETURNING t.*`
 	err := s.db.WithContext(ctx).Raw(q, map[string]any{"now": nowUS, "lease": leaseUS, "token": token, "limit": limit}).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("claim batch: %w", err)
+	}
+	return rows, nil
+}
+
+func (s postgresStore) claimSuspect(ctx context.Context, nowUS, leaseUS int64, token string) ([]messageRow, error) {
+	var rows []messageRow
+	q := `WITH c AS (` + suspectExists + ` FOR UPDATE SKIP LOCKED)
+UPDATE canal_outbox_messages AS t
+SET due_us = @lease, claim_token = @token, attempts = t.attempts + 1, updated_us = @now,
+  ` + countSoloCut("t.") + `
+FROM c WHERE t.seq = c.seq
+RETURNING t.*`
+	err := s.db.WithContext(ctx).Raw(q, map[string]any{"now": nowUS, "lease": leaseUS, "token": token, "cut": unfinishedText}).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim suspect: %w", err)
 	}
 	return rows, nil
 }

@@ -26,11 +26,25 @@ func (s sqliteStore) claim(ctx context.Context, nowUS, leaseUS int64, token stri
 	}
 	q := `UPDATE canal_outbox_messages
 SET status = 'inflight', due_us = @lease, claim_token = @token, attempts = attempts + 1, updated_us = @now
-WHERE seq IN (` + branch("pending") + ` UNION ALL ` + branch("inflight") + ` ORDER BY seq LIMIT @limit)
+WHERE seq IN (` + branch("pending") + `)
 RETURNING *`
 	err := s.db.WithContext(ctx).Raw(q, map[string]any{"now": nowUS, "lease": leaseUS, "token": token, "limit": limit}).Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("claim batch: %w", err)
+	}
+	return rows, nil
+}
+
+func (s sqliteStore) claimSuspect(ctx context.Context, nowUS, leaseUS int64, token string) ([]messageRow, error) {
+	var rows []messageRow
+	q := `UPDATE canal_outbox_messages
+SET due_us = @lease, claim_token = @token, attempts = attempts + 1, updated_us = @now,
+  ` + countSoloCut("") + `
+WHERE seq IN (` + suspectExists + `)
+RETURNING *`
+	err := s.db.WithContext(ctx).Raw(q, map[string]any{"now": nowUS, "lease": leaseUS, "token": token, "cut": unfinishedText}).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim suspect: %w", err)
 	}
 	return rows, nil
 }
