@@ -4,7 +4,7 @@
 // live regions (tables, a message, a job's runs) when the hub says so.
 (function () {
   "use strict";
-  var lostSince = null;
+  var lostSince = null, connected = false;
   function fmt(d) { return d.toTimeString().slice(0, 8); } // 15:04:05, as the server writes times
   function show(state) {
     document.querySelectorAll("[data-conn]").forEach(function (el) {
@@ -21,12 +21,15 @@
   }
   document.addEventListener("DOMContentLoaded", function () { show("connecting"); });
   document.addEventListener("htmx:wsOpen", function () {
-    // Back after a loss: what the live regions show may be stale.
-    if (lostSince) { refreshAll(); }
+    // On every open, the first included: what changed between the page's
+    // render (or the loss) and now was in no frame this page saw.
     lostSince = null;
+    connected = true;
     show("open");
+    refreshAll();
   });
   document.addEventListener("htmx:wsClose", function () {
+    connected = false;
     if (!lostSince) { lostSince = new Date(); }
     show("closed");
   });
@@ -35,11 +38,13 @@
   // appends to #changes what changed (<i data-live="outbox" data-id="…">),
   // and every element with a matching data-live (narrowed by data-live-id)
   // is read again from the server, rendered by the same templ component.
-  // At most once a second per region, never while the pointer is on it
-  // (a row must not move under a click; a pointer left resting there holds it
-// back for a few seconds only), and the button's answer stays.
-  var refreshEvery = 1000, holdAtMost = 5000;
-  var regions = {}; // region id -> {busy, again, last}
+  // At most once a second per region; not while the socket is down (all are
+  // read again when it opens) or the tab is hidden; held back while the
+  // pointer is on it or text in it is selected (a row must not move under a
+  // click), for a few seconds at most; keyboard focus is put back on the
+  // same control of the same row; and the button's answer stays.
+  var refreshEvery = 1000, holdAtMost = 10000;
+  var regions = {}; // region id -> {busy, again, stale, last}
 
   function matches(region, mark) {
     if (region.dataset.live !== mark.dataset.live) { return false; }
@@ -47,17 +52,51 @@
     return !want || !got || want === got;
   }
 
+  function inUse(el) {
+    var sel = window.getSelection();
+    return el.matches(":hover") || (sel && !sel.isCollapsed && el.contains(sel.anchorNode));
+  }
+
+  // focusKey names the focused control inside el so that its twin can be
+  // found after the swap: its row's data-id and its data-testid or href.
+  function focusKey(el) {
+    var a = document.activeElement;
+    if (!a || a === el || !el.contains(a)) { return null; }
+    var row = a.closest("[data-id]");
+    return { row: row ? row.dataset.id : null, testid: a.dataset.testid, href: a.getAttribute("href") };
+  }
+
+  function refocus(id, key) {
+    var el = document.getElementById(id);
+    if (!key || !el) { return; }
+    var scope = el;
+    if (key.row) {
+      scope = Array.prototype.find.call(el.querySelectorAll("[data-id]"), function (r) { return r.dataset.id === key.row; }) || el;
+    }
+    var target = Array.prototype.find.call(scope.querySelectorAll("a, button, input, select"), function (c) {
+      return key.testid ? c.dataset.testid === key.testid : c.getAttribute("href") === key.href;
+    });
+    if (target) { target.focus({ preventScroll: true }); }
+  }
+
   function refresh(id) {
-    var r = regions[id] || (regions[id] = { busy: false, again: false, last: 0 });
+    var r = regions[id] || (regions[id] = { busy: false, again: false, stale: false, last: 0 });
     if (r.busy) { r.again = true; return; }
     r.busy = true;
     var asked = Date.now();
     setTimeout(function run() {
       var el = document.getElementById(id);
-      if (!el) { r.busy = false; return; }
-      if (el.matches(":hover") && Date.now() - asked < holdAtMost) { setTimeout(run, refreshEvery); return; }
+      if (!el || !connected || document.hidden) {
+        r.busy = r.again = false;
+        r.stale = !!el; // read again on open or when shown
+        return;
+      }
+      if (inUse(el) && Date.now() - asked < holdAtMost) { setTimeout(run, refreshEvery); return; }
       r.last = Date.now();
+      r.stale = false;
+      var key = focusKey(el);
       var done = function () {
+        refocus(id, key);
         r.busy = false;
         if (r.again) { r.again = false; refresh(id); }
       };
@@ -70,6 +109,21 @@
     document.querySelectorAll("[data-live][id]").forEach(function (el) { refresh(el.id); });
   }
 
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) { return; }
+    Object.keys(regions).forEach(function (id) { if (regions[id].stale) { refresh(id); } });
+  });
+
+  // What a live region showed is gone (a deleted message): load the page
+  // again, which says so, rather than keep showing it with its buttons.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (e.detail.xhr.status === 404 && e.detail.target && e.detail.target.hasAttribute("data-live")) {
+      e.detail.shouldSwap = false;
+      e.detail.isError = false; // expected: no error in the console
+      location.reload();
+    }
+  });
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     var box = document.getElementById("changes");
     if (!box || !box.firstElementChild) { return; }
@@ -78,5 +132,24 @@
     document.querySelectorAll("[data-live][id]").forEach(function (el) {
       if (marks.some(function (m) { return matches(el, m); })) { refresh(el.id); }
     });
+  });
+
+  // The hub sends every page the overview's fragments; a page swaps those
+  // it has. The others are dropped here, before htmx would report each
+  // missing target as an error.
+  htmx.defineExtension("canal-present", {
+    transformResponse: function (text, xhr) {
+      if (xhr) { return text; } // an HTTP answer, not a socket frame
+      var tpl = document.createElement("template");
+      tpl.innerHTML = text;
+      Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
+        var oob = el.getAttribute("hx-swap-oob");
+        if (!oob) { return; }
+        var at = oob.indexOf(":");
+        var sel = at > 0 ? oob.slice(at + 1) : (el.id ? "#" + CSS.escape(el.id) : null);
+        if (sel && !document.querySelector(sel)) { el.remove(); }
+      });
+      return tpl.innerHTML;
+    }
   });
 })();
