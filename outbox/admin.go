@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Page is one page of List, newest first.
@@ -67,14 +68,15 @@ func (r *Relay) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, err
 	}
 	rec := row.record()
-	rec.AttemptLog = attemptLog(rec, atts)
+	rec.AttemptLog = attemptLog(rec, atts, r.now())
 	return rec, nil
 }
 
 // attemptLog lists every attempt of rec in order. Claims count attempts and
 // finished ones are recorded, so a number without a row is an attempt that
-// was cut short, except the current one of an inflight message.
-func attemptLog(rec Record, atts []attemptRow) []Attempt {
+// was cut short, except the current one of a message whose lease still
+// holds at now.
+func attemptLog(rec Record, atts []attemptRow, now time.Time) []Attempt {
 	byNumber := make(map[int]attemptRow, len(atts))
 	for _, a := range atts {
 		byNumber[a.Number] = a
@@ -85,7 +87,7 @@ func attemptLog(rec Record, atts []attemptRow) []Attempt {
 			log = append(log, a.attempt())
 			continue
 		}
-		if n == rec.Attempts && rec.Status == StatusInflight {
+		if n == rec.Attempts && rec.Status == StatusInflight && rec.LeaseUntil != nil && rec.LeaseUntil.After(now) {
 			break // under way
 		}
 		log = append(log, Attempt{Number: n, Error: unfinishedText, Unfinished: true})

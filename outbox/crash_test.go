@@ -331,7 +331,7 @@ func TestPoisonMessageThatKillsTheProcessGoesDead(t *testing.T) {
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildDB+"="+dbPath, crashChildHook+"="+hook.URL,
-			crashChildLease+"=300ms", crashChildMax+"=3")
+			crashChildLease+"=1s", crashChildMax+"=3")
 		mu.Lock()
 		child = cmd
 		if err := cmd.Start(); err != nil {

@@ -231,6 +231,7 @@ type claimed struct {
 
 // result tells the loop that a worker is free again.
 type result struct {
+	token      string // the claim's: a solo one (soloPrefix) for a suspect
 	dispatched bool
 	keyed      bool
 	at         time.Time
@@ -291,40 +292,57 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 	r.publishStats(ctx, win)
 
 	idle := r.cfg.Workers
-	// suspects: messages cut short may be waiting (see soloPrefix). Then
-	// nothing new goes out until what is out is done, and they go one at a
-	// time. Checked at start and on every poll. A publisher that ignores
-	// its context is not waited for past PublishTimeout: its attempt can no
-	// longer be recorded, and the relay must not stall behind it.
+	// Suspects (see soloPrefix). While some may be waiting nothing new goes
+	// out, and they go one at a time: each once the ordinary attempts still
+	// out are done and the suspect before it is done or past its lease. An
+	// ordinary attempt is not waited for past PublishTimeout from when the
+	// suspects were found: by then it has outlived its deadline (its
+	// publisher ignores its context), can no longer be recorded, and must
+	// not stall the relay. Looked for at start and on every poll.
 	want, full, suspects := true, false, true
-	drainSince := time.Now()
-	drained := func() bool {
-		return idle == r.cfg.Workers || (idle > 0 && time.Since(drainSince) > r.cfg.PublishTimeout)
+	found := r.now()
+	solos := 0 // suspects out, hung ones included
+	var soloTok string
+	var soloUntil time.Time // the lease of the suspect last sent, until its result
+	suspectMayGo := func() bool {
+		now := r.now()
+		others := r.cfg.Workers - idle - solos
+		return idle > 0 && (soloTok == "" || now.After(soloUntil)) &&
+			(others == 0 || now.Sub(found) > r.cfg.PublishTimeout)
 	}
 	onResult := func(res result) {
 		idle++
+		if strings.HasPrefix(res.token, soloPrefix) {
+			solos--
+			if res.token == soloTok {
+				soloTok = ""
+			}
+		}
 		if res.dispatched {
 			win.add(res.at, res.latency)
 		}
 		// The next message of a key becomes claimable only when this one
 		// is done; after a full batch there may be more waiting; a suspect
-		// goes out once nothing else is.
-		if res.keyed || full || (suspects && drained()) {
+		// may go once the others are done.
+		if res.keyed || full || (suspects && suspectMayGo()) {
 			want = true
 		}
 	}
 	for {
 		if want && ctx.Err() == nil {
 			want = false
-			if suspects && drained() {
-				got, err := r.claim(ctx, 0, work)
+			if suspects && suspectMayGo() {
+				got, tok, err := r.claim(ctx, 0, work)
 				idle -= got
+				if got > 0 {
+					solos++
+					soloTok, soloUntil = tok, r.now().Add(r.cfg.Lease)
+				}
 				suspects = err != nil || got > 0
-				drainSince = time.Now()
 			}
 			if !suspects && idle > 0 {
 				n := min(idle, r.cfg.BatchSize)
-				got, err := r.claim(ctx, n, work)
+				got, _, err := r.claim(ctx, n, work)
 				idle -= got
 				full = err == nil && got == n
 				want = full
@@ -338,7 +356,8 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 		case <-poll.C:
 			want = true
 			if !suspects && r.hasSuspect(ctx) {
-				suspects, drainSince = true, time.Now()
+				suspects, found = true, r.now()
+				r.log.Warn(logSuspectsFound)
 			}
 		case res := <-done:
 			onResult(res)
@@ -356,9 +375,12 @@ func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan resul
 	}
 }
 
+// logSuspectsFound is logged when the relay finds messages cut short.
+const logSuspectsFound = "outbox: found messages whose attempt was cut short; sending them one at a time"
+
 // claim leases up to n pending messages, or with n 0 the next suspect alone,
-// and hands them to the workers.
-func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, error) {
+// and hands them to the workers. It returns how many and the claim's token.
+func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, string, error) {
 	now := r.now()
 	token := NewID(now)
 	// Once sent, the claim completes even if Run is being stopped: rows
@@ -380,16 +402,19 @@ func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, err
 		if ctx.Err() == nil {
 			r.log.Error("outbox claim failed", "err", err)
 		}
-		return 0, err
+		return 0, token, err
 	}
 	for _, row := range rows {
 		work <- claimed{row: row, token: token} // buffered to Workers: never blocks
 	}
-	return len(rows), nil
+	return len(rows), token, nil
 }
 
 func (r *Relay) hasSuspect(ctx context.Context) bool {
-	ok, err := r.st.hasSuspect(ctx, r.now().UnixMicro())
+	// Bounded like a claim: a hung connection must not hold the loop.
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	ok, err := r.st.hasSuspect(cctx, r.now().UnixMicro())
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("outbox: looking for suspects failed", "err", err)
 	}
@@ -411,7 +436,7 @@ type attempted struct {
 // than leaving leases to expire.
 func (r *Relay) attempt(ctx context.Context, c claimed) attempted {
 	row := c.row
-	if row.Failures >= r.cfg.MaxAttempts {
+	if strings.HasPrefix(c.token, soloPrefix) && row.Failures >= r.cfg.MaxAttempts {
 		return r.giveUp(c)
 	}
 	start := r.now()
@@ -506,7 +531,7 @@ func (r *Relay) recorder(ctx context.Context, finished <-chan attempted, done ch
 			r.log.Error("outbox: recording attempts failed", "messages", len(batch), "err", err)
 		}
 		for i, a := range batch {
-			res := result{keyed: a.row.Key != "", at: a.end}
+			res := result{token: a.outcome.token, keyed: a.row.Key != "", at: a.end}
 			switch {
 			case err != nil:
 			case !oks[i]:

@@ -133,8 +133,8 @@ type Attempt struct {
 	Duration  time.Duration `json:"durationNs"`
 	Error     string        `json:"error,omitempty"`
 	// Unfinished is an attempt that was cut short (the process died or the
-	// publisher hung past its lease): nothing recorded its start or end,
-	// and it counted as a failure when the message was claimed again.
+	// publisher hung past its lease): nothing recorded its start or end. It
+	// counted as a failure only if the message was out alone (a suspect).
 	Unfinished bool `json:"unfinished,omitempty"`
 }
 

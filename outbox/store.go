@@ -279,10 +279,12 @@ RETURNING id`, string(StatusDispatched), beforeUS, limit).Scan(&ids).Error
 // Suspects. A message still inflight after its lease expired was cut short:
 // the process died (or a publisher hung) while it was out. It may be what
 // killed the process, or it may have been out alongside what did. So it is
-// sent again alone (claimSuspect, with a solo token) while nothing else is
-// out, and only a cut while alone counts as a failure: a message that kills
-// the relay on every send goes dead after MaxAttempts lives of the process,
-// and the messages that happened to be out with it lose nothing.
+// sent again alone (claimSuspect, with a solo token) while nothing else of
+// this relay is out, and only a cut while alone counts as a failure: a
+// message that kills the relay on every send goes dead after MaxAttempts
+// lives of the process, and the messages that happened to be out with it
+// lose nothing. Alone means within this relay: a crash caused by something
+// else in the process while a suspect is out counts against the suspect.
 
 // soloPrefix starts the claim token of a suspect sent alone; ordinary
 // tokens are UUIDs in lowercase hex, so it cannot start one.
@@ -294,8 +296,9 @@ func soloToken(token string) string { return soloPrefix + token[1:] }
 // short while the message was out alone, so it counts. SET expressions read
 // the row as it was, in both dialects.
 func countSoloCut(t string) string {
-	return `failures = ` + t + `failures + CASE WHEN ` + t + `claim_token LIKE '` + soloPrefix + `%' THEN 1 ELSE 0 END,
-  last_error = CASE WHEN ` + t + `claim_token LIKE '` + soloPrefix + `%' THEN @cut ELSE ` + t + `last_error END`
+	solo := `substr(` + t + `claim_token, 1, 1) = '` + soloPrefix + `'`
+	return `failures = ` + t + `failures + CASE WHEN ` + solo + ` THEN 1 ELSE 0 END,
+  last_error = CASE WHEN ` + solo + ` THEN @cut ELSE ` + t + `last_error END`
 }
 
 // suspectExists is the test, cheap and exact, for whether claimSuspect

@@ -3,6 +3,9 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,13 +19,15 @@ import (
 // alone; each cut while alone counts as a failure, and after MaxAttempts of
 // them it is dead without one more send. The messages out with it the
 // first time lose nothing, and the relay does not stall behind the hung
-// workers.
+// workers. Leases run on a clock the test moves, so load cannot expire one.
 func TestAttemptsCutShortCountTowardsDead(t *testing.T) {
 	dialects(t, func(t *testing.T, db *gorm.DB) {
+		clock := newFakeClock()
 		cfg := testConfig()
+		cfg.Clock = clock.Now
 		cfg.MaxAttempts = 3
-		cfg.Lease = 200 * time.Millisecond
-		cfg.PublishTimeout = 100 * time.Millisecond
+		found := &logWatch{msg: logSuspectsFound, seen: make(chan struct{})}
+		cfg.Logger = slog.New(found)
 		r := newRelay(t, db, cfg)
 		var sends atomic.Int32
 		release := make(chan struct{})
@@ -36,7 +41,30 @@ func TestAttemptsCutShortCountTowardsDead(t *testing.T) {
 		stuck := addN(t, r, "hang", nil, 1)[0]
 		addN(t, r, "ok", nil, 3)
 		stop := runRelay(t, r)
-		testenv.Eventually(t, 30*time.Second, "the hanging message goes dead", func() bool {
+		sent := func(n int32) {
+			t.Helper()
+			testenv.Eventually(t, 20*time.Second, fmt.Sprintf("send %d of the hanging message", n), func() bool { return sends.Load() >= n })
+		}
+		sent(1)
+		testenv.Eventually(t, 20*time.Second, "the others delivered", func() bool { return ok.count() == 3 })
+
+		// The lease ends; once the relay has found the suspect, the hung
+		// worker is waited for PublishTimeout, then it goes out alone.
+		clock.Advance(cfg.Lease + time.Second)
+		select {
+		case <-found.seen:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the relay never found the suspect")
+		}
+		clock.Advance(cfg.PublishTimeout + time.Second)
+		sent(2)
+		// Each lease over, it goes alone again, a counted failure each time.
+		for n := int32(3); n <= 4; n++ {
+			clock.Advance(cfg.Lease + time.Second)
+			sent(n)
+		}
+		clock.Advance(cfg.Lease + time.Second)
+		testenv.Eventually(t, 20*time.Second, "the hanging message goes dead", func() bool {
 			return statusOf(t, r, stuck) == StatusDead
 		})
 		close(release)
@@ -65,21 +93,26 @@ func TestAttemptsCutShortCountTowardsDead(t *testing.T) {
 }
 
 // The attempt log shows every number the claims counted: recorded ones as
-// they were, missing ones as cut short, and not the one under way.
+// they were, missing ones as cut short, and not the one under way (an
+// inflight message whose lease holds; past it, that one was cut too).
 func TestAttemptLogFillsCutAttempts(t *testing.T) {
 	rows := []attemptRow{{Number: 1, Error: "503"}, {Number: 3}}
+	now := time.Now()
+	later, earlier := now.Add(time.Second), now.Add(-time.Second)
 	tests := []struct {
 		status Status
 		n      int
+		lease  *time.Time
 		want   []bool // unfinished, per entry
 	}{
-		{StatusDispatched, 3, []bool{false, true, false}},
-		{StatusInflight, 4, []bool{false, true, false}},
-		{StatusPending, 4, []bool{false, true, false, true}},
-		{StatusPending, 0, []bool{}},
+		{StatusDispatched, 3, nil, []bool{false, true, false}},
+		{StatusInflight, 4, &later, []bool{false, true, false}},
+		{StatusInflight, 4, &earlier, []bool{false, true, false, true}},
+		{StatusPending, 4, nil, []bool{false, true, false, true}},
+		{StatusPending, 0, nil, []bool{}},
 	}
 	for _, tc := range tests {
-		got := attemptLog(Record{Status: tc.status, Attempts: tc.n}, rows)
+		got := attemptLog(Record{Status: tc.status, Attempts: tc.n, LeaseUntil: tc.lease}, rows, now)
 		if len(got) != len(tc.want) {
 			t.Errorf("%s with %d attempts: %d entries, want %d", tc.status, tc.n, len(got), len(tc.want))
 			continue
@@ -90,4 +123,137 @@ func TestAttemptLogFillsCutAttempts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// addSuspects commits n messages of topic already inflight under an
+// expired lease, as a process that claimed them and died leaves them. One
+// transaction and no wake-up: no relay sees them pending first.
+func addSuspects(t *testing.T, db *gorm.DB, topic string, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	err := db.Transaction(func(tx *gorm.DB) error {
+		for i := range n {
+			id, err := Add(ctx, tx, Message{Topic: topic, Payload: i})
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return tx.Model(&messageRow{}).Where("id IN ?", ids).
+			Updates(map[string]any{"status": string(StatusInflight), "due_us": int64(1), "attempts": 1, "claim_token": "dead-process"}).Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// Two suspects: the first one's publisher hangs (it ignores its context)
+// past its lease. The second must not go out while the first is out under
+// a live lease; the first, still the oldest suspect, is sent alone again
+// instead. In the next life both are delivered and only the hanging one
+// was charged. (Found by review: the second went out alongside.)
+func TestSuspectsNeverOverlap(t *testing.T) {
+	dialects(t, func(t *testing.T, db *gorm.DB) {
+		clock := newFakeClock()
+		cfg := testConfig()
+		cfg.Clock = clock.Now
+		r1 := newRelay(t, db, cfg)
+		frozen := make(chan struct{}) // the first life froze, then died
+		var slowSends, okSends atomic.Int32
+		r1.Register("slow", PublisherFunc(func(context.Context, Delivery) error {
+			slowSends.Add(1)
+			<-frozen
+			return nil
+		}))
+		r1.Register("ok", PublisherFunc(func(context.Context, Delivery) error {
+			okSends.Add(1)
+			<-frozen
+			return nil
+		}))
+		slow := addSuspects(t, db, "slow", 1)[0]
+		innocent := addSuspects(t, db, "ok", 1)[0]
+
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		done1 := make(chan struct{})
+		go func() { _ = r1.Run(ctx1); close(done1) }()
+		testenv.Eventually(t, 20*time.Second, "the first suspect sent alone", func() bool { return slowSends.Load() == 1 })
+		time.Sleep(200 * time.Millisecond) // ten polls: the second must stay back
+		clock.Advance(cfg.Lease + time.Second)
+		testenv.Eventually(t, 20*time.Second, "the first suspect sent alone again", func() bool { return slowSends.Load() == 2 })
+		time.Sleep(200 * time.Millisecond)
+		cancel1() // this life claims nothing more: it is about to die
+		if n := okSends.Load(); n != 0 {
+			t.Errorf("the second suspect went out %d times while the first was out", n)
+		}
+
+		clock.Advance(cfg.Lease + time.Second) // the last lease is over
+		r2 := newRelay(t, db, cfg)             // the next life
+		r2.RegisterDefault(&recorder{})
+		stop2 := runRelay(t, r2)
+		testenv.Eventually(t, 20*time.Second, "both delivered", func() bool {
+			return statusOf(t, r2, slow) == StatusDispatched && statusOf(t, r2, innocent) == StatusDispatched
+		})
+		stop2()
+		close(frozen)
+		<-done1
+		if rec := mustGet(t, r2, innocent); rec.Failures != 0 {
+			t.Errorf("the innocent message was charged %d failures (%q)", rec.Failures, rec.LastError)
+		}
+		if rec := mustGet(t, r2, slow); rec.Failures != 2 {
+			t.Errorf("the hanging message was cut twice alone and charged %d failures, want 2", rec.Failures)
+		}
+	})
+}
+
+// logWatch is a slog handler that reports when a message is logged.
+type logWatch struct {
+	msg  string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == w.msg {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return nil
+}
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *logWatch) WithGroup(string) slog.Handler      { return w }
+
+// A worker held for ever by a publisher that ignores its context costs the
+// suspects one PublishTimeout, counted from when they were found, not one
+// each: on a clock stopped past that single wait, every suspect goes out.
+// (Found by review: each suspect waited anew.)
+func TestHungWorkerDelaysSuspectsOnce(t *testing.T) {
+	dialects(t, func(t *testing.T, db *gorm.DB) {
+		clock := newFakeClock()
+		cfg := testConfig()
+		cfg.Clock = clock.Now
+		found := &logWatch{msg: logSuspectsFound, seen: make(chan struct{})}
+		cfg.Logger = slog.New(found)
+		r := newRelay(t, db, cfg)
+		hungStarted, forever := make(chan struct{}), make(chan struct{})
+		defer close(forever)
+		r.Register("hang", PublisherFunc(func(context.Context, Delivery) error { close(hungStarted); <-forever; return nil }))
+		ok := &recorder{}
+		r.Register("ok", ok)
+		addN(t, r, "hang", nil, 1)
+		runRelay(t, r)
+		<-hungStarted
+
+		ids := addSuspects(t, db, "ok", 6)
+		select {
+		case <-found.seen:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the relay never found the suspects")
+		}
+		clock.Advance(cfg.PublishTimeout + time.Second)
+		testenv.Eventually(t, 20*time.Second, "every suspect delivered without more time passing", func() bool {
+			return ok.count() == len(ids)
+		})
+	})
 }
