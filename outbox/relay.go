@@ -464,9 +464,10 @@ func (r *Relay) attempt(ctx context.Context, c claimed) attempted {
 	return attempted{row: row, outcome: o, err: err, evType: evType, end: end}
 }
 
-// giveUp makes dead, without sending it again, a message whose failures
-// reached MaxAttempts at claim: its last attempts were cut short (see
-// countCut), and one more could take the process down again.
+// giveUp makes dead, without sending it again, a suspect whose failures
+// reached MaxAttempts at its claim: its last attempts were cut short while
+// it was out alone (see soloPrefix), and one more could take the process
+// down again.
 func (r *Relay) giveUp(c claimed) attempted {
 	row, end := c.row, r.now()
 	o := outcome{
