@@ -46,6 +46,16 @@ type pool struct {
 	wg          sync.WaitGroup
 	workers     sync.WaitGroup
 
+	// recovered says start has read the waiting items from the store.
+	// Items enqueued before that are already in their queue (or refused
+	// at its door): early lists them so that the recovery does not queue
+	// them a second time. The lock orders each enqueue's insert before or
+	// after the recovery's read.
+	recoverMu sync.RWMutex
+	recovered bool
+	earlyMu   sync.Mutex
+	early     map[string]struct{}
+
 	// turns is the order in which workers prefer priorities.
 	turns []Priority
 
@@ -129,7 +139,13 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 // start recovers waiting items from the store and starts the scheduler and
 // the workers; they stop when ctx ends.
 func (pl *pool) start(ctx context.Context) error {
+	pl.recoverMu.Lock()
 	items, err := pl.store.RecoverWork(ctx, pl.cfg.Instance, pl.now())
+	if err == nil {
+		items = slices.DeleteFunc(items, func(it WorkItem) bool { _, ok := pl.early[it.ID]; return ok })
+		pl.recovered, pl.early = true, nil
+	}
+	pl.recoverMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -203,7 +219,18 @@ func (pl *pool) enqueue(ctx context.Context, nw NewWork) (WorkItem, error) {
 		ID: rand.Text(), Kind: nw.Kind, Priority: nw.Priority, Payload: nw.Payload,
 		State: WorkPending, MaxAttempts: k.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now, RunAt: now,
 	}
-	if err := pl.store.InsertWork(ctx, it); err != nil {
+	pl.recoverMu.RLock()
+	err := pl.store.InsertWork(ctx, it)
+	if err == nil && !pl.recovered {
+		pl.earlyMu.Lock()
+		if pl.early == nil {
+			pl.early = map[string]struct{}{}
+		}
+		pl.early[it.ID] = struct{}{}
+		pl.earlyMu.Unlock()
+	}
+	pl.recoverMu.RUnlock()
+	if err != nil {
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
 	}
 	// Published before the send so that it cannot arrive after the item's

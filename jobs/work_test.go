@@ -401,3 +401,29 @@ func TestWorkOutcomeRecordedAfterStoreFailures(t *testing.T) {
 		t.Errorf("attempts = %d, want 1", w.Attempts)
 	}
 }
+
+// Items enqueued before Run are in their queue already; the recovery at
+// Run's start must not queue them a second time (each copy took a place,
+// so a full queue refused or held up new items it had room for).
+func TestItemsEnqueuedBeforeRunAreQueuedOnce(t *testing.T) {
+	p := jobs.NewProcessor(jobs.Config{Store: newMemStore(), Workers: 1, WorkCapacity: 2})
+	release := make(chan struct{})
+	must(t, p.RegisterKind("slow", func(ctx context.Context, _ jobs.WorkItem) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}, jobs.KindOptions{}))
+	enqueue(t, p, "slow", jobs.Normal, `{}`)
+	enqueue(t, p, "slow", jobs.Normal, `{}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	defer close(release)
+	testenv.Eventually(t, wait, "one item running, the other queued once, nothing more waiting", func() bool {
+		q := p.Queue()
+		return q.Busy == 1 && q.Depths["normal"] == 1 && q.Scheduled == 0
+	})
+}
