@@ -233,3 +233,19 @@ func state(t testing.TB, s jobs.Store, id string) jobs.WorkItem {
 	}
 	return w
 }
+
+// oneSlowWorker is a processor with one worker, queues of two, and a kind
+// "slow" whose items run until release is closed (or their timeout).
+func oneSlowWorker(t *testing.T) (*jobs.Processor, chan struct{}) {
+	t.Helper()
+	p := jobs.NewProcessor(jobs.Config{Store: newMemStore(), Workers: 1, WorkCapacity: 2})
+	release := make(chan struct{})
+	must(t, p.RegisterKind("slow", func(ctx context.Context, _ jobs.WorkItem) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}, jobs.KindOptions{}))
+	return p, release
+}

@@ -356,15 +356,7 @@ func TestJobStateSurvivesRestart(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	p := jobs.NewProcessor(jobs.Config{Store: newMemStore(), Workers: 1, WorkCapacity: 2})
-	release := make(chan struct{})
-	must(t, p.RegisterKind("slow", func(ctx context.Context, _ jobs.WorkItem) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}, jobs.KindOptions{}))
+	p, release := oneSlowWorker(t)
 	if h := p.Health(); h.Status != jobs.HealthDown {
 		t.Fatalf("before Run: %+v", h)
 	}

@@ -406,15 +406,7 @@ func TestWorkOutcomeRecordedAfterStoreFailures(t *testing.T) {
 // Run's start must not queue them a second time (each copy took a place,
 // so a full queue refused or held up new items it had room for).
 func TestItemsEnqueuedBeforeRunAreQueuedOnce(t *testing.T) {
-	p := jobs.NewProcessor(jobs.Config{Store: newMemStore(), Workers: 1, WorkCapacity: 2})
-	release := make(chan struct{})
-	must(t, p.RegisterKind("slow", func(ctx context.Context, _ jobs.WorkItem) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}, jobs.KindOptions{}))
+	p, release := oneSlowWorker(t)
 	enqueue(t, p, "slow", jobs.Normal, `{}`)
 	enqueue(t, p, "slow", jobs.Normal, `{}`)
 	ctx, cancel := context.WithCancel(context.Background())
