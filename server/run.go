@@ -23,8 +23,12 @@ import (
 
 // Run is the whole program. main calls it with the process's arguments,
 // environment and streams; tests call it in-process. It returns when ctx is
-// cancelled and everything has shut down.
+// cancelled and everything has shut down. `canal bench ...` runs a
+// benchmark instead (see internal/bench) and returns when it is done.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "bench" {
+		return runBench(ctx, args[2:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

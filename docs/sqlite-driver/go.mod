@@ -3,6 +3,7 @@ module github.com/canalhq/canal/docs/sqlite-driver
 go 1.26.8
 
 require (
+	github.com/canalhq/canal/docs/sqlite-driver/workload v0.0.0-00010101000000-000000000000
 	github.com/glebarez/sqlite v1.11.0
 	github.com/ncruces/go-sqlite3 v0.22.0
 	github.com/ncruces/go-sqlite3/gormlite v0.22.0
@@ -26,3 +27,5 @@ require (
 	modernc.org/memory v1.5.0 // indirect
 	modernc.org/sqlite v1.23.1 // indirect
 )
+
+replace github.com/canalhq/canal/docs/sqlite-driver/workload => ./workload

@@ -1,0 +1,27 @@
+module github.com/canalhq/canal/docs/sqlite-driver/libtnb
+
+go 1.26.8
+
+replace github.com/canalhq/canal/docs/sqlite-driver/workload => ../workload
+
+require (
+	github.com/canalhq/canal/docs/sqlite-driver/workload v0.0.0-00010101000000-000000000000
+	github.com/libtnb/sqlite v1.3.0
+	gorm.io/gorm v1.31.2
+)
+
+require (
+	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/jinzhu/inflection v1.0.0 // indirect
+	github.com/jinzhu/now v1.1.5 // indirect
+	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.39.0 // indirect
+	modernc.org/libc v1.80.1 // indirect
+	modernc.org/mathutil v1.7.1 // indirect
+	modernc.org/memory v1.12.1 // indirect
+	modernc.org/sqlite v1.62.0 // indirect
+)

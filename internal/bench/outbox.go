@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/canalhq/canal/outbox"
+	"gorm.io/gorm"
+)
+
+// topic is the only topic bench adds to and publishes.
+const topic = "bench.noop"
+
+// loadBatch is how many messages one backlog transaction commits.
+const loadBatch = 1000
+
+// benchOutbox commits a backlog of n messages, then runs the relay with a
+// no-op publisher until every message is published and its outcome stored:
+// the clock runs from Relay.Run's start until it returns after the last.
+func benchOutbox(ctx context.Context, t *target, o options, out *printer, log *slog.Logger) error {
+	if err := outbox.Migrate(ctx, t.db); err != nil {
+		return err
+	}
+	relay, err := outbox.New(t.db, outbox.Config{Workers: o.workers, Logger: log.With("component", "outbox")})
+	if err != nil {
+		return err
+	}
+	pub := newCounter(o.n)
+	relay.Register(topic, outbox.PublisherFunc(func(_ context.Context, d outbox.Delivery) error {
+		pub.see(d.ID)
+		return nil
+	}))
+
+	loadStart := time.Now()
+	if err := addBacklog(ctx, t.db, o.n); err != nil {
+		return err
+	}
+	load := time.Since(loadStart)
+
+	published, drained, err := runUntil(ctx, relay.Run, pub.all, nil)
+	if err != nil {
+		return err
+	}
+	seen, dups := pub.counts()
+	out.str("dialect", t.dialect)
+	out.int("n", int64(o.n))
+	out.float("load_s", load.Seconds())
+	out.float("load_msgs_per_s", float64(o.n)/load.Seconds())
+	out.int("published", int64(seen))
+	out.int("duplicates", int64(dups))
+	out.float("publish_s", published.Seconds())
+	out.float("drain_s", drained.Seconds())
+	out.float("relay_msgs_per_s", float64(o.n)/drained.Seconds())
+	return nil
+}
+
+// addBacklog commits n messages in transactions of loadBatch.
+func addBacklog(ctx context.Context, db *gorm.DB, n int) error {
+	for i := 0; i < n; i += loadBatch {
+		err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			for j := i; j < min(i+loadBatch, n); j++ {
+				msg := outbox.Message{Topic: topic, Payload: json.RawMessage(`{"n":` + strconv.Itoa(j) + `}`)}
+				if _, err := outbox.Add(ctx, tx, msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("commit the backlog: %w", err)
+		}
+	}
+	return nil
+}
+
+// runUntil runs run until done is closed, then stops it (through stop if
+// given, else by cancelling its context) and waits for it to return. It
+// reports the time to done and the time until run returned.
+func runUntil(ctx context.Context, run func(context.Context) error, done <-chan struct{}, stop func(context.Context) error) (toDone, toReturn time.Duration, err error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() { errc <- run(runCtx) }()
+	select {
+	case <-done:
+		toDone = time.Since(start)
+	case err := <-errc:
+		return 0, 0, fmt.Errorf("stopped before the backlog drained: %v", err)
+	case <-ctx.Done():
+		cancel()
+		<-errc
+		return 0, 0, ctx.Err()
+	}
+	if stop != nil {
+		if err := stop(ctx); err != nil {
+			cancel()
+			<-errc
+			return 0, 0, err
+		}
+	} else {
+		cancel()
+	}
+	if err := <-errc; err != nil {
+		return 0, 0, err
+	}
+	return toDone, time.Since(start), nil
+}
+
+// counter counts distinct ids and closes all once it has seen want of them.
+type counter struct {
+	want int
+	all  chan struct{}
+
+	mu   sync.Mutex
+	seen map[string]struct{}
+	dups int
+}
+
+func newCounter(want int) *counter {
+	return &counter{want: want, all: make(chan struct{}), seen: make(map[string]struct{}, want)}
+}
+
+// see records id and reports whether it was new.
+func (c *counter) see(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[id]; ok {
+		c.dups++
+		return false
+	}
+	c.seen[id] = struct{}{}
+	if len(c.seen) == c.want {
+		close(c.all)
+	}
+	return true
+}
+
+func (c *counter) counts() (seen, dups int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen), c.dups
+}
