@@ -10,7 +10,7 @@ import (
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/testenv"
-	"github.com/glebarez/sqlite"
+	"github.com/libtnb/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )

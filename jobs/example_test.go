@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/jobs"
-	"github.com/glebarez/sqlite"
+	"github.com/libtnb/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )

@@ -13,7 +13,7 @@ import (
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/testenv"
-	"github.com/glebarez/sqlite"
+	"github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"

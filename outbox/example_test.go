@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/canalhq/canal/outbox"
-	"github.com/glebarez/sqlite"
+	"github.com/libtnb/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )

@@ -17,7 +17,7 @@ done
 echo "# medians of $rounds rounds (ns/op, and rows/s where reported)"
 awk '{ns[$1] = ns[$1] " " $3; for (i = 4; i < NF; i++) if ($(i+1) == "rows/s") rs[$1] = rs[$1] " " $i}
 END { for (k in ns) print k, ns[k] "|" rs[k] }' "$out" | sort | while read -r name rest; do
-	med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
+	med() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 	nsmed=$(echo "${rest%%|*}" | med)
 	rsmed=$(echo "${rest#*|}" | med)
 	printf '%-70s %12s ns/op %10s rows/s\n' "$name" "$nsmed" "${rsmed:--}"
