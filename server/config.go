@@ -69,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: canal [flags]\n\nCanal: a live control room for background jobs and a transactional outbox.\n\nFlags (each falls back to the environment variable shown):\n")
+		fmt.Fprintf(fs.Output(), "Usage: canal [flags]\n       canal bench outbox|work|latency [flags]   (benchmarks: canal bench -h)\n\nCanal: a live control room for background jobs and a transactional outbox.\n\nFlags (each falls back to the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(fs.Output(), "  -%s (%s, default %q)\n    \t%s\n", f.Name, envName[f.Name], f.DefValue, f.Usage)
 		})
