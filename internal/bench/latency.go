@@ -53,22 +53,14 @@ func benchLatency(ctx context.Context, t *target, o options, out *printer, stder
 	if o.procs == 2 {
 		return latencyTwoProcs(ctx, t, o, relay, out, stderr)
 	}
-	lat := newLatencies()
-	relay.Register(topic, lat.publisher())
-	runCtx, stop := context.WithCancel(ctx)
+	lat, stop := runMeasured(ctx, relay)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- relay.Run(runCtx) }()
-
 	sent, commits, err := produce(ctx, relay, o.rate, o.duration)
 	if err != nil {
-		stop()
-		<-errc
 		return err
 	}
 	waitErr := lat.waitFor(ctx, sent, grace)
-	stop()
-	if err := <-errc; err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 	printProducer(out, t, o, sent, commits)
@@ -186,12 +178,8 @@ func consume(ctx context.Context, t *target, o options, stdin io.Reader, out *pr
 	if err != nil {
 		return err
 	}
-	lat := newLatencies()
-	relay.Register(topic, lat.publisher())
-	runCtx, stop := context.WithCancel(ctx)
+	lat, stop := runMeasured(ctx, relay)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- relay.Run(runCtx) }()
 	out.str("consumer_ready", "1")
 
 	sentc := make(chan int, 1)
@@ -209,22 +197,33 @@ func consume(ctx context.Context, t *target, o options, stdin io.Reader, out *pr
 	select {
 	case sent = <-sentc:
 	case <-ctx.Done():
-		stop()
-		<-errc
 		return ctx.Err()
 	}
 	if sent < 0 {
-		stop()
-		<-errc
 		return errors.New("consumer: expected sent=N on standard input")
 	}
 	waitErr := lat.waitFor(ctx, sent, grace)
-	stop()
-	if err := <-errc; err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 	lat.print(out)
 	return waitErr
+}
+
+// runMeasured runs relay with a publisher that measures latencies; stop
+// ends the run, waits for it and returns Run's error (once; later calls
+// return the same).
+func runMeasured(ctx context.Context, relay *outbox.Relay) (*latencies, func() error) {
+	lat := newLatencies()
+	relay.Register(topic, lat.publisher())
+	runCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- relay.Run(runCtx) }()
+	stop := sync.OnceValue(func() error {
+		cancel()
+		return <-errc
+	})
+	return lat, stop
 }
 
 // latencies collects commit-to-dispatch latencies at the publisher, once

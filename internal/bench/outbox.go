@@ -46,16 +46,9 @@ func benchOutbox(ctx context.Context, t *target, o options, out *printer, log *s
 	if err != nil {
 		return err
 	}
-	seen, dups := pub.counts()
-	out.str("dialect", t.dialect)
-	out.int("n", int64(o.n))
-	out.float("load_s", load.Seconds())
-	out.float("load_msgs_per_s", float64(o.n)/load.Seconds())
-	out.int("published", int64(seen))
-	out.int("duplicates", int64(dups))
-	out.float("publish_s", published.Seconds())
-	out.float("drain_s", drained.Seconds())
-	out.float("relay_msgs_per_s", float64(o.n)/drained.Seconds())
+	printDrain(out, t, o.n, pub, load, published, drained, drainNames{
+		load: "load_msgs_per_s", count: "published", done: "publish_s", rate: "relay_msgs_per_s",
+	})
 	return nil
 }
 
@@ -110,6 +103,24 @@ func runUntil(ctx context.Context, run func(context.Context) error, done <-chan 
 		return 0, 0, err
 	}
 	return toDone, time.Since(start), nil
+}
+
+// drainNames are the names one drain benchmark gives its figures.
+type drainNames struct{ load, count, done, rate string }
+
+// printDrain prints a drain's figures; the rate, last, counts from the
+// start of the run until it returned.
+func printDrain(out *printer, t *target, n int, c *counter, load, done, drained time.Duration, names drainNames) {
+	seen, dups := c.counts()
+	out.str("dialect", t.dialect)
+	out.int("n", int64(n))
+	out.float("load_s", load.Seconds())
+	out.float(names.load, float64(n)/load.Seconds())
+	out.int(names.count, int64(seen))
+	out.int("duplicates", int64(dups))
+	out.float(names.done, done.Seconds())
+	out.float("drain_s", drained.Seconds())
+	out.float(names.rate, float64(n)/drained.Seconds())
 }
 
 // counter counts distinct ids and closes all once it has seen want of them.

@@ -58,16 +58,9 @@ func benchWork(ctx context.Context, t *target, o options, out *printer, log *slo
 	if err != nil {
 		return err
 	}
-	seen, dups := ran.counts()
-	out.str("dialect", t.dialect)
-	out.int("n", int64(o.n))
-	out.float("load_s", load.Seconds())
-	out.float("load_items_per_s", float64(o.n)/load.Seconds())
-	out.int("ran", int64(seen))
-	out.int("duplicates", int64(dups))
-	out.float("run_s", ranAll.Seconds())
-	out.float("drain_s", drained.Seconds())
-	out.float("work_items_per_s", float64(o.n)/drained.Seconds())
+	printDrain(out, t, o.n, ran, load, ranAll, drained, drainNames{
+		load: "load_items_per_s", count: "ran", done: "run_s", rate: "work_items_per_s",
+	})
 	return nil
 }
 
