@@ -27,7 +27,31 @@ const (
 	PostgresEnv = "CANAL_TEST_POSTGRES" // e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 	NATSEnv     = "CANAL_TEST_NATS"     // e.g. nats://127.0.0.1:4222
 	ChromiumEnv = "CANAL_TEST_CHROMIUM" // e.g. /usr/bin/chromium
+	AMQPEnv     = "CANAL_TEST_AMQP"     // e.g. amqp://guest:guest@127.0.0.1:5672/
+	RedisEnv    = "CANAL_TEST_REDIS"    // e.g. redis://127.0.0.1:6379/0
 )
+
+// AMQPURL returns the URL of the test RabbitMQ server or skips t. The server
+// is shared: tests use exchanges and queues of their own names.
+func AMQPURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(AMQPEnv)
+	if u == "" {
+		t.Skipf("%s is not set: set it to an amqp:// URL to run this test against RabbitMQ", AMQPEnv)
+	}
+	return u
+}
+
+// RedisURL returns the URL of the test Redis server or skips t. The server
+// is shared: tests use keys of their own names and never flush it.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(RedisEnv)
+	if u == "" {
+		t.Skipf("%s is not set: set it to a redis:// URL to run this test against Redis", RedisEnv)
+	}
+	return u
+}
 
 // PostgresURL returns the base URL of the test PostgreSQL server or skips t.
 func PostgresURL(t testing.TB) string {

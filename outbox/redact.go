@@ -1,0 +1,84 @@
+package outbox
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// RedactURL returns what of a broker URL may be shown in logs, errors and
+// pages: its scheme and host (and port). Userinfo, path and query are
+// dropped, not masked, because a password may hide in any of them
+// (url.URL.Redacted keeps the user name and the query). A URL that does not
+// parse shows as "(invalid URL)", never as itself.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(invalid URL)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// redactError returns err with every secret of raw (its password, user
+// name, query values and the whole URL) replaced by its redacted form, so a
+// client library that quotes the URL it was given cannot leak it. errors.Is
+// and errors.As still see err.
+func redactError(err error, raw string) error {
+	if err == nil || raw == "" {
+		return err
+	}
+	msg := err.Error()
+	clean := msg
+	clean = strings.ReplaceAll(clean, raw, RedactURL(raw))
+	for _, s := range urlSecrets(raw) {
+		clean = strings.ReplaceAll(clean, s, "xxxxx")
+	}
+	if clean == msg {
+		return err
+	}
+	return &redacted{msg: clean, err: err}
+}
+
+// urlSecrets are the parts of raw that must not be shown, longest first so
+// that a secret containing another is replaced whole.
+func urlSecrets(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Unparsable: hide whatever follows the scheme.
+		if _, rest, ok := strings.Cut(raw, "://"); ok && rest != "" {
+			return []string{rest}
+		}
+		return nil
+	}
+	var out []string
+	add := func(s string) {
+		if len(s) >= 3 { // a one- or two-letter value would blank out common words
+			out = append(out, s, url.QueryEscape(s), url.PathEscape(s))
+		}
+	}
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+		add(u.User.Username())
+		out = append(out, u.User.String())
+	}
+	if u.RawQuery != "" {
+		out = append(out, u.RawQuery)
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
