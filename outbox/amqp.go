@@ -109,7 +109,7 @@ func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	if err := s.declare(p, exchange); err != nil {
+	if err := s.declare(ctx, p, exchange); err != nil {
 		p.drop(s)
 		return fmt.Errorf("amqp %s: declare exchange %q: %w", p.show, exchange, redactError(err, p.url))
 	}
@@ -205,10 +205,10 @@ func (p *AMQP) session(ctx context.Context) (*amqpSession, error) {
 // session already replaced it.
 func (p *AMQP) drop(s *amqpSession) {
 	p.sem <- struct{}{}
-	defer func() { <-p.sem }()
 	if p.sess == s {
 		p.sess = nil
 	}
+	<-p.sem
 	_ = s.close()
 }
 
@@ -324,7 +324,10 @@ func (s *amqpSession) returned(id string) (amqp.Return, bool, error) {
 	}
 }
 
-func (s *amqpSession) declare(p *AMQP, exchange string) error {
+// declare declares exchange once per session. amqp091's declare takes no
+// context, so it runs aside: when ctx ends first the caller drops the
+// session, which ends the declare too.
+func (s *amqpSession) declare(ctx context.Context, p *AMQP, exchange string) error {
 	if p.cfg.NoDeclare || exchange == "" {
 		return nil
 	}
@@ -333,8 +336,17 @@ func (s *amqpSession) declare(p *AMQP, exchange string) error {
 	if s.declared[exchange] {
 		return nil
 	}
-	if err := s.ch.ExchangeDeclare(exchange, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
-		return err
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.ch.ExchangeDeclare(exchange, p.cfg.ExchangeKind, true, false, false, false, nil)
+	}()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	s.declared[exchange] = true
 	return nil
@@ -342,4 +354,6 @@ func (s *amqpSession) declare(p *AMQP, exchange string) error {
 
 func (s *amqpSession) closed() bool { return s.conn.IsClosed() || s.ch.IsClosed() }
 
-func (s *amqpSession) close() error { return s.conn.Close() }
+// close asks the broker to close the connection but waits at most a second
+// for its answer: a broker that stopped answering is why we close.
+func (s *amqpSession) close() error { return s.conn.CloseDeadline(time.Now().Add(time.Second)) }
