@@ -221,7 +221,7 @@ type amqpSession struct {
 	declMu   sync.Mutex
 	declared map[string]bool
 
-	ask  chan amqpAsk   // to the returns goroutine
+	ask  chan amqpAsk  // to the returns goroutine
 	done chan struct{} // closed when the returns goroutine ends
 }
 
