@@ -5,13 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
 )
 
 // Config is everything Canal reads at start. Flags win over environment
@@ -25,6 +28,15 @@ type Config struct {
 	QueuePolicy     string // wait, drop-newest or drop-oldest
 	WebhookURL      string
 	NATSURL         string
+	AMQPURL         string
+	AMQPExchange    string // "": an exchange per topic
+	RedisURL        string
+	RedisMaxLen     int64
+	RedisPrefix     string
+	// Routes maps a topic ("*": every other topic) to the publishers that
+	// receive it, by name (webhook, nats, amqp, redis). Topics with no
+	// route and no "*" go to every configured publisher.
+	Routes map[string][]string
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -40,6 +52,12 @@ var envName = map[string]string{
 	"queue-policy":     "CANAL_QUEUE_POLICY",
 	"webhook-url":      "CANAL_WEBHOOK_URL",
 	"nats-url":         "CANAL_NATS_URL",
+	"amqp-url":         "CANAL_AMQP_URL",
+	"amqp-exchange":    "CANAL_AMQP_EXCHANGE",
+	"redis-url":        "CANAL_REDIS_URL",
+	"redis-maxlen":     "CANAL_REDIS_MAXLEN",
+	"redis-prefix":     "CANAL_REDIS_PREFIX",
+	"routes":           "CANAL_ROUTES",
 	"allowed-origins":  "CANAL_ALLOWED_ORIGINS",
 	"shutdown-timeout": "CANAL_SHUTDOWN_TIMEOUT",
 	"log-level":        "CANAL_LOG_LEVEL",
@@ -56,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	var (
 		cfg     Config
 		origins string
+		routes  string
 	)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&cfg.DB, "db", "canal.db", "database: a SQLite file path, a sqlite: URL, or a postgres:// URL")
@@ -65,6 +84,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.QueuePolicy, "queue-policy", "wait", "when a work queue is full: wait (then 503), drop-newest (503 at once) or drop-oldest (evicted items are recorded as dropped)")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every outbox message to this http(s) URL")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish every outbox message to this NATS JetStream server (nats://host:port)")
+	fs.StringVar(&cfg.AMQPURL, "amqp-url", "", "publish outbox messages to this RabbitMQ server (amqp://user:password@host:5672/vhost), with publisher confirms")
+	fs.StringVar(&cfg.AMQPExchange, "amqp-exchange", "", "RabbitMQ exchange for every topic, the topic as routing key (empty: an exchange per topic, named after it)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "append outbox messages to Redis Streams canal:<topic> on this server (redis://[:password@]host:6379/db)")
+	fs.Int64Var(&cfg.RedisMaxLen, "redis-maxlen", outbox.DefaultStreamMaxLen, "about how many entries each Redis stream keeps (XADD MAXLEN ~)")
+	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", outbox.DefaultStreamPrefix, "Redis key prefix: streams <prefix><topic>, idempotence guards <prefix>sent:<id>")
+	fs.StringVar(&routes, "routes", "", "which publishers get which topic: topic=publisher[+publisher],…; publishers webhook, nats, amqp, redis; topic * for every other (default: every topic to every configured publisher)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated extra Origin hosts allowed on WebSockets (the server's own host always is)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -97,12 +122,67 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (flags start with -; see canal -h)", fs.Arg(0))
 	}
+	var routeErr error
+	cfg.Routes, routeErr = parseRoutes(routes)
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
 		}
 	}
-	return cfg, cfg.validate()
+	return cfg, errors.Join(routeErr, cfg.validate())
+}
+
+// publisherNames are the publishers a route may name.
+var publisherNames = []string{"webhook", "nats", "amqp", "redis"}
+
+// parseRoutes reads "topic=pub[+pub],…" into topic → publisher names.
+func parseRoutes(s string) (map[string][]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	routes := map[string][]string{}
+	var errs []error
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		topic, pubs, ok := strings.Cut(entry, "=")
+		topic = strings.TrimSpace(topic)
+		switch {
+		case !ok || strings.TrimSpace(pubs) == "":
+			errs = append(errs, fmt.Errorf("-routes %q: want topic=publisher, e.g. orders=amqp", entry))
+			continue
+		case topic != "*" && !outbox.ValidTopic(topic):
+			errs = append(errs, fmt.Errorf("-routes %q: %q is not a topic (letters, digits, '.', '_', '-'; or * for every other topic)", entry, topic))
+			continue
+		case routes[topic] != nil:
+			errs = append(errs, fmt.Errorf("-routes: topic %s is routed twice", topic))
+			continue
+		}
+		for _, name := range strings.Split(pubs, "+") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(publisherNames, name) {
+				errs = append(errs, fmt.Errorf("-routes %q: unknown publisher %q (want %s)", entry, name, strings.Join(publisherNames, ", ")))
+				continue
+			}
+			if !slices.Contains(routes[topic], name) {
+				routes[topic] = append(routes[topic], name)
+			}
+		}
+	}
+	return routes, errors.Join(errs...)
+}
+
+// publisherURLs gives each configured publisher's URL by name.
+func (c Config) publisherURLs() map[string]string {
+	m := map[string]string{}
+	for name, u := range map[string]string{"webhook": c.WebhookURL, "nats": c.NATSURL, "amqp": c.AMQPURL, "redis": c.RedisURL} {
+		if u != "" {
+			m[name] = u
+		}
+	}
+	return m
 }
 
 func (c Config) validate() error {
@@ -132,6 +212,34 @@ func (c Config) validate() error {
 	if c.NATSURL != "" {
 		if u, err := url.Parse(c.NATSURL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("-nats-url %q: want a nats://host:port URL", c.NATSURL))
+		}
+	}
+	// Broker URLs carry passwords: errors show only scheme and host.
+	if c.AMQPURL != "" {
+		if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("-amqp-url %s: want amqp://user:password@host:port/vhost (or amqps://)", outbox.RedactURL(c.AMQPURL)))
+		}
+	}
+	if c.AMQPExchange != "" && !outbox.ValidTopic(c.AMQPExchange) {
+		errs = append(errs, fmt.Errorf("-amqp-exchange %q: letters, digits, '.', '_' and '-' only", c.AMQPExchange))
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("-redis-url %s: want redis://[:password@]host:port/db (or rediss://)", outbox.RedactURL(c.RedisURL)))
+		}
+	}
+	if c.RedisPrefix == "" {
+		errs = append(errs, errors.New("-redis-prefix: must not be empty"))
+	}
+	if c.RedisMaxLen < 1 {
+		errs = append(errs, fmt.Errorf("-redis-maxlen %d: must be at least 1", c.RedisMaxLen))
+	}
+	configured := c.publisherURLs()
+	for _, topic := range slices.Sorted(maps.Keys(c.Routes)) {
+		for _, name := range c.Routes[topic] {
+			if configured[name] == "" {
+				errs = append(errs, fmt.Errorf("-routes: topic %s goes to %s, but -%s-url is not set", topic, name, name))
+			}
 		}
 	}
 	if c.ShutdownTimeout <= 0 {

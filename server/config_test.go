@@ -2,6 +2,8 @@ package server
 
 import (
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,35 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad workers", args: []string{"-workers", "0"}, wantErr: "-workers 0: must be from 1 to 1024"},
 		{name: "bad webhook", args: []string{"-webhook-url", "ftp://x"}, wantErr: "want an http:// or https:// URL"},
 		{name: "bad nats", args: []string{"-nats-url", "127.0.0.1:4222"}, wantErr: "want a nats://host:port URL"},
+		{
+			name: "routes per topic",
+			args: []string{"-amqp-url", "amqp://u:p@h:5672/", "-redis-url", "redis://h:6379/0", "-webhook-url", "http://h/x",
+				"-routes", "order.placed=amqp+redis, billing=webhook ,*=redis"},
+			check: func(t *testing.T, c Config) {
+				want := map[string][]string{"order.placed": {"amqp", "redis"}, "billing": {"webhook"}, "*": {"redis"}}
+				if !maps.EqualFunc(c.Routes, want, slices.Equal) {
+					t.Errorf("routes = %v, want %v", c.Routes, want)
+				}
+				if c.RedisMaxLen != 100_000 || c.RedisPrefix != "canal:" || c.AMQPExchange != "" {
+					t.Errorf("broker defaults = %d %q %q", c.RedisMaxLen, c.RedisPrefix, c.AMQPExchange)
+				}
+			},
+		},
+		{name: "routes from env", env: map[string]string{"CANAL_REDIS_URL": "redis://h/0", "CANAL_ROUTES": "a=redis"},
+			check: func(t *testing.T, c Config) {
+				if got := c.Routes["a"]; len(got) != 1 || got[0] != "redis" {
+					t.Errorf("routes = %v", c.Routes)
+				}
+			}},
+		{name: "route to an unknown publisher", args: []string{"-routes", "a=kafka"}, wantErr: `unknown publisher "kafka" (want webhook, nats, amqp, redis)`},
+		{name: "route to an unconfigured publisher", args: []string{"-routes", "a=amqp"}, wantErr: "topic a goes to amqp, but -amqp-url is not set"},
+		{name: "route without publisher", args: []string{"-routes", "a"}, wantErr: `-routes "a": want topic=publisher`},
+		{name: "route of a bad topic", args: []string{"-redis-url", "redis://h/0", "-routes", "a b=redis"}, wantErr: `"a b" is not a topic`},
+		{name: "topic routed twice", args: []string{"-redis-url", "redis://h/0", "-routes", "a=redis,a=redis"}, wantErr: "topic a is routed twice"},
+		{name: "bad amqp URL hides its password", args: []string{"-amqp-url", "http://user:hunter22@mq.example:5672/"}, wantErr: "-amqp-url http://mq.example:5672: want amqp://"},
+		{name: "bad redis URL hides its password", args: []string{"-redis-url", "tcp://:hunter22@r.example:6379?x=hunter22"}, wantErr: "-redis-url tcp://r.example:6379: want redis://"},
+		{name: "bad redis maxlen", args: []string{"-redis-maxlen", "0"}, wantErr: "-redis-maxlen 0: must be at least 1"},
+		{name: "bad amqp exchange", args: []string{"-amqp-exchange", "a b"}, wantErr: `-amqp-exchange "a b"`},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "want debug, info, warn or error"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "flag provided but not defined: -port"},
@@ -66,6 +97,9 @@ func TestParseConfig(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter22") {
+					t.Errorf("error shows a password: %v", err)
 				}
 				return
 			}

@@ -3,51 +3,118 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/canalhq/canal/outbox"
+	"github.com/canalhq/canal/templates"
 	"gorm.io/gorm"
 )
 
 // newRelay migrates the outbox and builds its relay with the publishers the
-// configuration names: a webhook, NATS JetStream, both (every message goes to
-// each), or, in the demo, a simulated email sender. The returned func closes
-// the publishers' connections.
-func newRelay(ctx context.Context, db *gorm.DB, cfg Config, log *slog.Logger) (*outbox.Relay, func(), error) {
-	closeAll := func() {}
+// configuration names (webhook, NATS JetStream, RabbitMQ, Redis Streams),
+// routed per topic by cfg.Routes: a topic with no route of its own goes to
+// the "*" route, or else to every configured publisher. In the demo with no
+// publisher, a simulated email sender gets everything. It returns the
+// routing table as the dashboard shows it (URLs without secrets) and a func
+// that closes the publishers' connections.
+func newRelay(ctx context.Context, db *gorm.DB, cfg Config, log *slog.Logger) (*outbox.Relay, []templates.Route, func(), error) {
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range slices.Backward(closers) {
+			_ = c.Close()
+		}
+	}
+	fail := func(err error) (*outbox.Relay, []templates.Route, func(), error) {
+		closeAll()
+		return nil, nil, func() {}, err
+	}
 	if err := outbox.Migrate(ctx, db); err != nil {
-		return nil, closeAll, err
+		return fail(err)
 	}
 	relay, err := outbox.New(db, outbox.Config{Logger: log}) // it tags its own lines
 	if err != nil {
-		return nil, closeAll, fmt.Errorf("outbox: %w", err)
+		return fail(fmt.Errorf("outbox: %w", err))
 	}
-	var pubs []outbox.Publisher
+
+	// Each configured publisher once, by the name routes use.
+	pubs := map[string]outbox.Publisher{}
+	shown := map[string]string{}
 	if cfg.WebhookURL != "" {
 		wh, err := outbox.NewWebhook(cfg.WebhookURL, nil)
 		if err != nil {
-			return nil, closeAll, fmt.Errorf("webhook publisher: %w", err)
+			return fail(fmt.Errorf("webhook publisher: %w", err))
 		}
-		pubs = append(pubs, wh)
+		pubs["webhook"], shown["webhook"] = wh, "webhook "+outbox.RedactURL(cfg.WebhookURL)
 	}
 	if cfg.NATSURL != "" {
 		js, err := outbox.DialJetStream(ctx, cfg.NATSURL, outbox.JetStreamConfig{})
 		if err != nil {
-			return nil, closeAll, fmt.Errorf("NATS publisher %s: %w", cfg.NATSURL, err)
+			return fail(fmt.Errorf("NATS publisher %s: %w", outbox.RedactURL(cfg.NATSURL), err))
 		}
-		closeAll = func() { _ = js.Close() }
-		pubs = append(pubs, js)
+		closers = append(closers, js)
+		pubs["nats"], shown["nats"] = js, "NATS JetStream "+outbox.RedactURL(cfg.NATSURL)
+	}
+	if cfg.AMQPURL != "" {
+		p, err := outbox.DialAMQP(ctx, cfg.AMQPURL, outbox.AMQPConfig{Exchange: cfg.AMQPExchange})
+		if err != nil {
+			return fail(fmt.Errorf("RabbitMQ publisher: %w", err))
+		}
+		closers = append(closers, p)
+		pubs["amqp"], shown["amqp"] = p, p.String()
+	}
+	if cfg.RedisURL != "" {
+		p, err := outbox.DialRedisStreams(ctx, cfg.RedisURL, outbox.RedisStreamsConfig{Prefix: cfg.RedisPrefix, MaxLen: cfg.RedisMaxLen})
+		if err != nil {
+			return fail(fmt.Errorf("Redis publisher: %w", err))
+		}
+		closers = append(closers, p)
+		pubs["redis"], shown["redis"] = p, p.String()
+	}
+
+	// pick joins the named publishers: one, or a fan-out to each.
+	pick := func(names []string) (outbox.Publisher, string) {
+		ps := make([]outbox.Publisher, 0, len(names))
+		ds := make([]string, 0, len(names))
+		for _, n := range names {
+			ps = append(ps, pubs[n])
+			ds = append(ds, shown[n])
+		}
+		if len(ps) == 1 {
+			return ps[0], ds[0]
+		}
+		return outbox.Fanout(ps...), strings.Join(ds, " + ")
+	}
+	var routes []templates.Route
+	for _, topic := range slices.Sorted(maps.Keys(cfg.Routes)) {
+		if topic == "*" {
+			continue
+		}
+		p, desc := pick(cfg.Routes[topic])
+		relay.Register(topic, p)
+		routes = append(routes, templates.Route{Topic: topic, To: desc})
+	}
+	defaults := cfg.Routes["*"]
+	if defaults == nil {
+		defaults = slices.Sorted(maps.Keys(pubs))
 	}
 	switch {
-	case len(pubs) == 1:
-		relay.RegisterDefault(pubs[0])
-	case len(pubs) > 1:
-		relay.RegisterDefault(outbox.Fanout(pubs...))
+	case len(defaults) > 0:
+		p, desc := pick(defaults)
+		relay.RegisterDefault(p)
+		routes = append(routes, templates.Route{Topic: "*", To: desc})
 	case cfg.Demo:
 		relay.RegisterDefault(outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email")))
+		routes = append(routes, templates.Route{Topic: "*", To: "simulated email (demo)"})
 	default:
-		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url): messages will wait, retry and then go dead")
+		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url, -amqp-url, -redis-url): messages will wait, retry and then go dead")
 	}
-	return relay, closeAll, nil
+	for _, r := range routes {
+		log.Info("outbox route", "topic", r.Topic, "to", r.To)
+	}
+	return relay, routes, closeAll, nil
 }

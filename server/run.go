@@ -63,7 +63,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	relay, closePublishers, err := newRelay(ctx, db, cfg, log)
+	relay, routes, closePublishers, err := newRelay(ctx, db, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -87,6 +87,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		History: proc,
 		Hub:     hub,
 		Outbox:  relay,
+		Routes:  routes,
 		Orders:  orders,
 		WS:      web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
 		Ready:   ready.Load,

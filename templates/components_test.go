@@ -229,7 +229,7 @@ func TestLiveRegions(t *testing.T) {
 		liveID   string
 		noInside []string
 	}{
-		{"outbox table", OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1), "outbox-live", "outbox", "",
+		{"outbox table", OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1, nil), "outbox-live", "outbox", "",
 			[]string{"form.filters", "#outbox-result", "output"}},
 		{"message", OutboxMessage(rec, 1), "message-live", "outbox", "m 1", nil},
 		{"newest runs", JobPage(jobs.Status{Name: "report"}, runs, 0, 1), "runs-live", "job", "report", nil},
@@ -266,7 +266,7 @@ func TestLiveRegions(t *testing.T) {
 		t.Error("an older page of runs is marked live")
 	}
 	// Row buttons answer above the table, outside the region.
-	d := render(t, OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1))
+	d := render(t, OutboxPage(nil, OutboxFilter{}, outbox.Page{Items: []outbox.Record{rec}}, 1, nil))
 	if got := d.Find(`#outbox-live [data-testid="retry"]`).Closest("form").AttrOr("hx-target", ""); got != "#outbox-result" {
 		t.Errorf("row buttons answer in %q, want #outbox-result", got)
 	}

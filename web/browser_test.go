@@ -263,7 +263,7 @@ func TestBrowserLayoutHoldsWithBigNumbers(t *testing.T) {
 	mux.Handle("/static/", http.StripPrefix("/static/", http.FileServerFS(static.FS)))
 	mux.Handle("/wall", templ.Handler(templates.WallPage(v)))
 	mux.Handle("/outbox", templ.Handler(templates.OutboxPage(v.Outbox, templates.OutboxFilter{Status: "dead"},
-		outbox.Page{Items: []outbox.Record{rec, rec, rec}}, 1)))
+		outbox.Page{Items: []outbox.Record{rec, rec, rec}}, 1, nil)))
 	mux.Handle("/{$}", templ.Handler(templates.Overview(v)))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -355,7 +355,7 @@ func TestBrowserDeleteIsConfirmedWithoutJavaScript(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/static/", http.StripPrefix("/static/", http.FileServerFS(static.FS)))
 	mux.Handle("GET /outbox", templ.Handler(templates.OutboxPage(nil, templates.OutboxFilter{Status: "dead"},
-		outbox.Page{Items: []outbox.Record{rec}}, 1)))
+		outbox.Page{Items: []outbox.Record{rec}}, 1, nil)))
 	mux.HandleFunc("POST /ui/outbox/{id}/{verb}", func(w http.ResponseWriter, r *http.Request) {
 		posted <- r.PathValue("verb") + " " + r.PathValue("id")
 		http.Redirect(w, r, "/outbox", http.StatusSeeOther)

@@ -150,7 +150,7 @@ func workPage(h *Hub, wl workLister) echo.HandlerFunc {
 }
 
 // outboxPage is the filterable, paged message table.
-func outboxPage(h *Hub, ob OutboxReader) echo.HandlerFunc {
+func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if ob == nil {
 			return notFound(c, "No outbox is connected to this dashboard.", "/", "Overview")
@@ -190,7 +190,7 @@ func outboxPage(h *Hub, ob OutboxReader) echo.HandlerFunc {
 				st = &s
 			}
 		}
-		return render(c, http.StatusOK, templates.OutboxPage(st, f, page, v.Seq))
+		return render(c, http.StatusOK, templates.OutboxPage(st, f, page, v.Seq, routes))
 	}
 }
 

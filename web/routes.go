@@ -8,6 +8,7 @@ import (
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
+	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 )
@@ -35,6 +36,8 @@ type Deps struct {
 	// Outbox serves the outbox pages and buttons; *outbox.Relay is one.
 	// Nil leaves those pages saying no outbox is connected.
 	Outbox OutboxAdmin
+	// Routes say which publisher gets each topic, shown beside topics.
+	Routes []templates.Route
 	// Orders is the demo domain (*demo.Orders); nil leaves its route out.
 	Orders OrderPlacer
 	WS     WSConfig
@@ -79,7 +82,7 @@ func addRoutes(e *echo.Echo, d Deps) {
 	app.GET("/", overviewPage(d.Hub, d.Jobs))
 	app.GET("/jobs/:name", jobPage(d.Hub, d.Jobs, d.History))
 	app.GET("/work", workPage(d.Hub, d.History))
-	app.GET("/outbox", outboxPage(d.Hub, d.Outbox))
+	app.GET("/outbox", outboxPage(d.Hub, d.Outbox, d.Routes))
 	app.GET("/outbox/:id", outboxMessagePage(d.Hub, d.Outbox))
 	app.GET("/wall", wallPage(d.Hub))
 	app.GET("/ws", serveWS(d.Hub, d.WS, d.Logger, false))
