@@ -20,23 +20,23 @@ import (
 // Config is everything Canal reads at start. Flags win over environment
 // variables, which win over defaults.
 type Config struct {
-	Addr            string
-	DB              string
-	Demo            bool
-	Workers         int
-	QueueCapacity   int    // work items per priority queue
-	QueuePolicy     string // wait, drop-newest or drop-oldest
-	WebhookURL      string
-	NATSURL         string
-	AMQPURL         string
-	AMQPExchange    string // "": an exchange per topic
-	RedisURL        string
-	RedisMaxLen     int64
-	RedisPrefix     string
+	Addr          string
+	DB            string
+	Demo          bool
+	Workers       int
+	QueueCapacity int    // work items per priority queue
+	QueuePolicy   string // wait, drop-newest or drop-oldest
+	WebhookURL    string
+	NATSURL       string
+	AMQPURL       string
+	AMQPExchange  string // "": an exchange per topic
+	RedisURL      string
+	RedisMaxLen   int64
+	RedisPrefix   string
 	// Routes maps a topic ("*": every other topic) to the publishers that
 	// receive it, by name (webhook, nats, amqp, redis). Topics with no
 	// route and no "*" go to every configured publisher.
-	Routes map[string][]string
+	Routes          map[string][]string
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	LogLevel        string
