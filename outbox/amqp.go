@@ -149,6 +149,12 @@ func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("amqp %s: message %s to exchange %q: %w after %s", p.show, d.ID, exchange, ErrNoConfirm, time.Since(start).Round(time.Millisecond))
 	}
 	if !acked {
+		// amqp091 also resolves pending confirms as nacks when the
+		// channel closes: tell the two apart for whoever reads the error.
+		if s.closed() {
+			p.drop(s)
+			return fmt.Errorf("amqp %s: connection lost before the confirm of message %s: %w", p.show, d.ID, ErrNoConfirm)
+		}
 		return fmt.Errorf("amqp %s: broker refused (nack) message %s to exchange %q", p.show, d.ID, exchange)
 	}
 	// The broker sends basic.return before the ack of the same message.

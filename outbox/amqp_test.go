@@ -166,7 +166,7 @@ func TestAMQPUnroutable(t *testing.T) {
 	cfg.MaxAttempts = 2
 	r := newRelay(t, db, cfg)
 	r.RegisterDefault(p)
-	ids := addKeyed(t, r, "nobody.listens", 1, 1)["k00"]
+	ids := addKeyed(t, r, "nobody.listens", 1, 1)["k000"]
 	runRelay(t, r)
 	testenv.Eventually(t, 15*time.Second, "message dead after 2 unroutable attempts", func() bool {
 		return statusOf(t, r, ids[0]) == StatusDead
@@ -208,7 +208,7 @@ func TestAMQPConfirmNeverComes(t *testing.T) {
 	r.RegisterDefault(p)
 	runRelay(t, r)
 	// A first message declares the exchange while answers flow.
-	first := addKeyed(t, r, topic, 1, 1)["k00"][0]
+	first := addKeyed(t, r, topic, 1, 1)["k000"][0]
 	if m := receive(t, msgs); m.MessageId != first {
 		t.Fatalf("got %s, want %s", m.MessageId, first)
 	}
@@ -217,7 +217,7 @@ func TestAMQPConfirmNeverComes(t *testing.T) {
 	})
 
 	proxy.Pause()
-	id := addKeyed(t, r, topic, 1, 1)["k00"][0]
+	id := addKeyed(t, r, topic, 1, 1)["k000"][0]
 	testenv.Eventually(t, 20*time.Second, "two attempts failed while answers are held", func() bool {
 		return mustGet(t, r, id).Failures >= 2
 	})
@@ -254,9 +254,9 @@ func mustHost(t testing.TB, raw string) string {
 func TestAMQPRelayDeliversAllAcrossCuts(t *testing.T) {
 	raw := testenv.AMQPURL(t)
 	dialects(t, func(t *testing.T, db *gorm.DB) {
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 		defer cancel()
-		const n, keys = 3000, 20
+		const n, keys = 3000, 100
 		topic := uniqueName("canaltest.relay.")
 		msgs := amqpConsume(t, raw, topic, "#")
 		proxy := newTCPProxy(t, mustHost(t, raw))
@@ -267,6 +267,7 @@ func TestAMQPRelayDeliversAllAcrossCuts(t *testing.T) {
 		defer p.Close()
 
 		cfg := testConfig()
+		cfg.Workers = 32
 		cfg.MaxAttempts = 1000
 		cfg.BackoffBase, cfg.BackoffMax = 5*time.Millisecond, 100*time.Millisecond
 		r := newRelay(t, db, cfg)
@@ -289,7 +290,7 @@ func TestAMQPRelayDeliversAllAcrossCuts(t *testing.T) {
 		}()
 		runRelay(t, r)
 		for _, at := range []int{n / 3, 2 * n / 3} {
-			testenv.Eventually(t, 60*time.Second, "consumer got a third more", func() bool { return got.unique() >= at })
+			testenv.Eventually(t, 200*time.Second, "consumer got a third more", func() bool { return got.unique() >= at })
 			proxy.Cut()
 		}
 		<-done

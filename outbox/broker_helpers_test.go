@@ -147,7 +147,7 @@ func addKeyed(t testing.TB, r *Relay, topic string, nkeys, n int) map[string][]s
 	for done := 0; done < n; {
 		err := r.Transaction(ctx, func(tx *gorm.DB) error {
 			for range min(100, n-done) {
-				key := fmt.Sprintf("k%02d", done%nkeys)
+				key := fmt.Sprintf("k%03d", done%nkeys)
 				id, err := Add(WithTraceparent(ctx, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), tx,
 					Message{Topic: topic, Key: key, Payload: map[string]int{"n": done}})
 				if err != nil {

@@ -152,9 +152,9 @@ func (r *privateRedis) stop() {
 func TestRedisStreamsRelayAcrossRestarts(t *testing.T) {
 	testenv.RedisURL(t) // the shared server is not used, but CI runs this with the others
 	dialects(t, func(t *testing.T, db *gorm.DB) {
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second)
 		defer cancel()
-		const n, keys = 3000, 20
+		const n, keys = 3000, 100
 		srv := startPrivateRedis(t)
 		p, err := DialRedisStreams(ctx, srv.URL(), RedisStreamsConfig{MaxLen: 10 * n})
 		if err != nil {
@@ -162,6 +162,7 @@ func TestRedisStreamsRelayAcrossRestarts(t *testing.T) {
 		}
 		defer p.Close()
 		cfg := testConfig()
+		cfg.Workers = 32
 		cfg.MaxAttempts = 1000
 		cfg.BackoffBase, cfg.BackoffMax = 5*time.Millisecond, 100*time.Millisecond
 		r := newRelay(t, db, cfg)
@@ -172,14 +173,16 @@ func TestRedisStreamsRelayAcrossRestarts(t *testing.T) {
 		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
 		defer c.Close()
 		length := func() int64 { return c.XLen(ctx, p.Stream(topic)).Val() }
+		began := time.Now()
 		runRelay(t, r)
 		for _, at := range []int64{n / 3, 2 * n / 3} {
-			testenv.Eventually(t, 60*time.Second, "a third more in the stream", func() bool { return length() >= at })
+			testenv.Eventually(t, 200*time.Second, "a third more in the stream", func() bool { return length() >= at })
+			t.Logf("%s: %d in the stream, restarting", time.Since(began), length())
 			srv.stop()
 			time.Sleep(200 * time.Millisecond) // attempts fail meanwhile
 			srv.start()
 		}
-		testenv.Eventually(t, 60*time.Second, "every message in the stream", func() bool {
+		testenv.Eventually(t, 200*time.Second, "every message in the stream", func() bool {
 			st, err := r.Stats(ctx)
 			return err == nil && st.Dispatched == n
 		})
