@@ -175,9 +175,16 @@ func TestAMQPUnroutable(t *testing.T) {
 	if len(rec.AttemptLog) != 2 {
 		t.Fatalf("attempt log has %d attempts, want 2", len(rec.AttemptLog))
 	}
+	userinfo := "@"
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		userinfo = u.User.String()
+	}
 	for _, a := range rec.AttemptLog {
 		if !strings.Contains(a.Error, `exchange "`+exchange+`" routing key "nobody.listens"`) {
 			t.Errorf("attempt %d error %q does not name the exchange and routing key", a.Number, a.Error)
+		}
+		if strings.Contains(a.Error, userinfo) {
+			t.Errorf("attempt %d error %q shows the URL's credentials", a.Number, a.Error)
 		}
 	}
 }
