@@ -142,8 +142,9 @@ func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 	if err != nil {
 		// No confirm: the channel may be wedged (a broker that stopped
 		// answering); a fresh connection is the only way to know.
+		lost := s.closed()
 		p.drop(s)
-		if s.closed() {
+		if lost {
 			return fmt.Errorf("amqp %s: connection lost before the confirm of message %s: %w", p.show, d.ID, ErrNoConfirm)
 		}
 		return fmt.Errorf("amqp %s: message %s to exchange %q: %w after %s", p.show, d.ID, exchange, ErrNoConfirm, time.Since(start).Round(time.Millisecond))

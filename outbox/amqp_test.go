@@ -232,8 +232,8 @@ func TestAMQPConfirmNeverComes(t *testing.T) {
 	if rec.Status == StatusDispatched {
 		t.Fatal("dispatched without a confirm")
 	}
-	if first := rec.AttemptLog[0].Error; !strings.Contains(first, ErrNoConfirm.Error()) {
-		t.Errorf("first attempt's error %q, want %q", first, ErrNoConfirm)
+	if first := rec.AttemptLog[0].Error; !strings.Contains(first, ErrNoConfirm.Error()+" after") {
+		t.Errorf("first attempt's error %q, want %q after the confirm timeout", first, ErrNoConfirm)
 	}
 	proxy.Resume()
 	testenv.Eventually(t, 20*time.Second, "message dispatched once answers flow", func() bool {
