@@ -7,12 +7,12 @@ import (
 
 // Event types a Client emits.
 const (
-	EventDone      = "done"      // an attempt succeeded
-	EventRetry     = "retry"     // an attempt failed; another is due at Item.RunAt
-	EventDead      = "dead"      // out of attempts, permanent, or given up unsent
-	EventSnoozed   = "snoozed"   // put back without an attempt
+	EventDone      = "done"       // an attempt succeeded
+	EventRetry     = "retry"      // an attempt failed; another is due at Item.RunAt
+	EventDead      = "dead"       // out of attempts, permanent, or given up unsent
+	EventSnoozed   = "snoozed"    // put back without an attempt
 	EventLeaseLost = "lease_lost" // the outcome was not written: another claim owns it
-	EventSuspect   = "suspect"   // a rescued item is sent alone
+	EventSuspect   = "suspect"    // a rescued item is sent alone
 )
 
 // Event is a change a Client made. Item is the item as it now stands.

@@ -11,12 +11,12 @@ import (
 
 // Errors of the engine and its drivers; test with errors.Is.
 var (
-	ErrNotFound     = errors.New("queue: item not found")
-	ErrState        = errors.New("queue: item is not in a state that allows this")
-	ErrInvalidItem  = errors.New("queue: invalid item")
-	ErrDialect      = errors.New("queue: unsupported database dialect")
+	ErrNotFound      = errors.New("queue: item not found")
+	ErrState         = errors.New("queue: item is not in a state that allows this")
+	ErrInvalidItem   = errors.New("queue: invalid item")
+	ErrDialect       = errors.New("queue: unsupported database dialect")
 	ErrInvalidConfig = errors.New("queue: invalid config")
-	ErrStopped      = errors.New("queue: client is not running")
+	ErrStopped       = errors.New("queue: client is not running")
 )
 
 // State is where an item is in its life.
@@ -61,9 +61,9 @@ type Item struct {
 	Payload     json.RawMessage
 	Meta        json.RawMessage // headers or other metadata, a JSON object
 	State       State
-	Attempt     int // attempts started (counted at claim)
-	Failures    int // failed attempts since the last retry by hand
-	MaxAttempts int // 0: the Client's default
+	Attempt     int  // attempts started (counted at claim)
+	Failures    int  // failed attempts since the last retry by hand
+	MaxAttempts int  // 0: the Client's default
 	Blocks      bool // a dead item that holds back its key
 	LastError   string
 	RunAt       time.Time // earliest next claim; zero: at once
