@@ -13,6 +13,9 @@ import (
 // it was out alone: its lease expired mid-attempt.
 const CutShort = "attempt did not finish: its lease expired (the process died or the publisher hung while sending)"
 
+// LogSuspectsFound is logged when a Client finds rescued items to send alone.
+const LogSuspectsFound = "queue: found items whose attempt was cut short; sending them one at a time"
+
 // ErrGaveUp: a suspect's attempts were cut short while it was alone until
 // it ran out of them; it is dead without one more try.
 var ErrGaveUp = errors.New("queue: attempts did not finish")
@@ -275,6 +278,13 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 			last = time.Now()
 			want = false
 			if suspects && mayGoSolo() {
+				if soloID != 0 {
+					// The last suspect is out past its lease (never
+					// renewed): it is rescued now, so that, being the
+					// oldest, it goes again rather than the next one
+					// going out beside it.
+					c.rescueNow(ctx)
+				}
 				got, err := c.claim(ctx, work, true, 1)
 				if len(got) > 0 {
 					out++
@@ -303,6 +313,7 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 		case <-c.suspects:
 			if !suspects {
 				suspects, found, want = true, c.now(), true
+				c.log.Warn(LogSuspectsFound)
 			}
 		case <-poll.C:
 			want = true
@@ -315,7 +326,7 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 				}
 				if has {
 					suspects, found = true, c.now()
-					c.log.Warn("queue: found items whose attempt was cut short; sending them one at a time")
+					c.log.Warn(LogSuspectsFound)
 				}
 			}
 		case n := <-notes:
@@ -378,14 +389,24 @@ func (c *Client) claim(ctx context.Context, work chan<- *claimed, solo bool, n i
 	return ids, nil
 }
 
+func (c *Client) rescueNow(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	if _, err := c.drv.Rescue(rctx, US(c.now()), 1000); err != nil && ctx.Err() == nil {
+		c.log.Warn("queue: rescue failed", "err", err)
+	}
+}
+
 // renewable lists the claims whose leases the heartbeat extends: all but
-// attempts past their Timeout (a hung handler is cut by its lease).
+// attempts past their Timeout (a hung handler is cut by its lease) and
+// suspects (sent alone under their first lease, so the next suspect knows
+// when this one's is over).
 func (c *Client) renewable(now time.Time) []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ids := make([]int64, 0, len(c.running))
 	for id, cl := range c.running {
-		if cl.started.IsZero() || now.Sub(cl.started) < c.cfg.Timeout {
+		if !cl.solo && (cl.started.IsZero() || now.Sub(cl.started) < c.cfg.Timeout) {
 			ids = append(ids, id)
 		}
 	}
