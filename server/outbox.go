@@ -6,20 +6,19 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/outbox"
 	"gorm.io/gorm"
 )
 
-// newRelay migrates the outbox and builds its relay with the publishers the
+// newRelay builds the outbox relay, a client of the queue engine under proc,
+// with the publishers the
 // configuration names: a webhook, NATS JetStream, both (every message goes to
 // each), or, in the demo, a simulated email sender. The returned func closes
 // the publishers' connections.
-func newRelay(ctx context.Context, db *gorm.DB, cfg Config, log *slog.Logger) (*outbox.Relay, func(), error) {
+func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process, log *slog.Logger) (*outbox.Relay, func(), error) {
 	closeAll := func() {}
-	if err := outbox.Migrate(ctx, db); err != nil {
-		return nil, closeAll, err
-	}
-	relay, err := outbox.New(db, outbox.Config{Logger: log}) // it tags its own lines
+	relay, err := outbox.New(db, outbox.Config{Logger: log, Process: proc}) // it tags its own lines
 	if err != nil {
 		return nil, closeAll, fmt.Errorf("outbox: %w", err)
 	}

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/canalhq/canal/internal/queue"
@@ -24,3 +25,16 @@ func open(t *testing.T) (queue.Driver, *gorm.DB) {
 }
 
 func TestConformance(t *testing.T) { queuetest.Run(t, open) }
+
+func TestAdoptsTheOutboxOfOlderCanal(t *testing.T) {
+	db := testenv.SQLite(t)
+	d, err := sqlite.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := os.ReadFile("testdata/outbox_v0.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queuetest.Adopt(t, db, d, string(schema))
+}
