@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/queuesql"
@@ -264,28 +265,104 @@ WHERE id IN (
     AND o.item_key <> '' AND o.state IN ('pending', 'running', 'rescued', 'dead') AND (o.state <> 'dead' OR o.blocks)))`
 
 // Complete writes outcomes in one transaction: one UPDATE over unnest'ed
-// arrays, one INSERT of the attempts, and for keys whose head finished,
-// their locks and one promotion of each key's next item.
+// arrays, one INSERT of the attempts, and one promotion of the next item of
+// every key whose head finished.
+//
+// The promotion must see the held rows of inserters of those keys, so it
+// holds their key locks; but an inserter may hold several keys' locks in
+// any order (its own transaction), so waiting for them while holding
+// others could deadlock with it, and PostgreSQL would then abort one side,
+// perhaps the caller's business transaction. So the completer only tries
+// the locks: the outcome of a head whose key an inserter holds right now is
+// left for a moment (its item stays running, its lease renewed) and
+// written in a next transaction once that inserter has committed.
 func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, error) {
-	if len(outs) == 0 {
-		return nil, nil
+	ok := make([]bool, len(outs))
+	idx := make([]int, len(outs))
+	for i := range idx {
+		idx[i] = i
 	}
-	n := len(outs)
-	ids, owners, states, errs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
-	atts, fails, backs := make([]int32, n), make([]int32, n), make([]int32, n)
-	runAts, nows := make([]int64, n), make([]int64, n)
-	blocks := make([]bool, n)
-	for i, o := range outs {
-		ids[i], owners[i], states[i], errs[i] = o.ID, o.Owner, string(o.State), queue.Text(o.LastError)
-		atts[i], fails[i] = int32(o.Attempt), int32(o.Failures)
-		runAts[i], nows[i], blocks[i] = o.RunAtUS, o.NowUS, o.Blocks
-		if o.GiveBack {
-			backs[i] = 1
+	for wait := 500 * time.Microsecond; len(idx) > 0; wait = min(2*wait, 50*time.Millisecond) {
+		var err error
+		if idx, err = d.completeOnce(ctx, outs, idx, ok); err != nil {
+			return nil, fmt.Errorf("complete: %w", err)
+		}
+		if len(idx) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("complete: keys still locked by inserters: %w", ctx.Err())
+		case <-time.After(wait):
 		}
 	}
-	ok := make([]bool, n)
-	err := d.tx(ctx, func(tx *sql.Tx) error {
-		clear(ok)
+	return ok, nil
+}
+
+// frees says whether an outcome ends its key's hold: final and not a dead
+// item that blocks.
+func frees(o queue.Outcome) bool {
+	return o.Key != "" && o.State.Final() && !(o.State == queue.StateDead && o.Blocks)
+}
+
+const tryLockKeysSQL = `SELECT k FROM unnest($2::text[]) AS k WHERE pg_try_advisory_xact_lock($1, hashtext(k))`
+
+// completeOnce writes the outcomes idx names whose key locks it gets, and
+// returns the others.
+func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []int, ok []bool) (deferred []int, err error) {
+	err = d.tx(ctx, func(tx *sql.Tx) error {
+		deferred = deferred[:0]
+		locked := map[string]bool{}
+		var names []string
+		for _, i := range idx {
+			if frees(outs[i]) {
+				names = append(names, lockName(outs[i].Queue, outs[i].Key))
+			}
+		}
+		if len(names) > 0 {
+			slices.Sort(names)
+			rows, err := d.stmts.Query(ctx, tx, tryLockKeysSQL, lockClass, slices.Compact(names))
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var k string
+				if err := rows.Scan(&k); err != nil {
+					rows.Close()
+					return err
+				}
+				locked[k] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		var sel []int
+		for _, i := range idx {
+			if frees(outs[i]) && !locked[lockName(outs[i].Queue, outs[i].Key)] {
+				deferred = append(deferred, i)
+			} else {
+				sel = append(sel, i)
+			}
+		}
+		if len(sel) == 0 {
+			return nil
+		}
+		n := len(sel)
+		ids, owners, states, errs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+		atts, fails, backs := make([]int32, n), make([]int32, n), make([]int32, n)
+		runAts, nows := make([]int64, n), make([]int64, n)
+		blocks := make([]bool, n)
+		for j, i := range sel {
+			o := outs[i]
+			ids[j], owners[j], states[j], errs[j] = o.ID, o.Owner, string(o.State), queue.Text(o.LastError)
+			atts[j], fails[j] = int32(o.Attempt), int32(o.Failures)
+			runAts[j], nows[j], blocks[j] = o.RunAtUS, o.NowUS, o.Blocks
+			if o.GiveBack {
+				backs[j] = 1
+			}
+		}
 		rows, err := d.stmts.Query(ctx, tx, completeSQL, ids, owners, atts, states, runAts, fails, errs, blocks, backs, nows)
 		if err != nil {
 			return err
@@ -307,7 +384,8 @@ func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, er
 		var aNum []int32
 		var aErr, kq, kk []string
 		var nowUS int64
-		for i, o := range outs {
+		for _, i := range sel {
+			o := outs[i]
 			ok[i] = done[o.ID]
 			if !ok[i] {
 				continue
@@ -317,7 +395,7 @@ func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, er
 				aID, aNum, aStart, aDur, aErr = append(aID, o.ID), append(aNum, int32(o.Attempt)),
 					append(aStart, o.StartedUS), append(aDur, o.DurationUS), append(aErr, queue.Text(o.Error))
 			}
-			if o.Key != "" && o.State.Final() && !(o.State == queue.StateDead && o.Blocks) {
+			if frees(o) {
 				kq, kk = append(kq, o.Queue), append(kk, o.Key)
 			}
 		}
@@ -326,12 +404,12 @@ func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, er
 				return err
 			}
 		}
-		return d.promote(ctx, tx, kq, kk, nowUS)
+		if len(kk) > 0 {
+			_, err = d.stmts.Exec(ctx, tx, promoteSQL, kq, kk, nowUS)
+		}
+		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("complete: %w", err)
-	}
-	return ok, nil
+	return deferred, err
 }
 
 // promote locks the keys (waiting for inserters of them to commit, so
