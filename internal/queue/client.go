@@ -49,6 +49,12 @@ type Config struct {
 
 	PollInterval  time.Duration // fallback when nothing wakes the client: 1 s
 	FetchCooldown time.Duration // least time between two claims: 0
+	// FetchWait is how long a claim waits for half the capacity to be free
+	// while items are still out, so claims come in batches: 1 ms.
+	FetchWait time.Duration
+	// CompleteWindow is how long the completer gathers outcomes after the
+	// first before it writes them in one transaction: 1 ms.
+	CompleteWindow time.Duration
 
 	MaxAttempts int         // failures before dead, when an item has none of its own: 8
 	Retry       RetryPolicy // shared backoff
@@ -86,6 +92,8 @@ func (c Config) withDefaults() (Config, error) {
 	defDur(&c.Lease, 10*time.Second)
 	defDur(&c.Timeout, 5*time.Second)
 	defDur(&c.PollInterval, time.Second)
+	defDur(&c.FetchWait, time.Millisecond)
+	defDur(&c.CompleteWindow, time.Millisecond)
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -258,6 +266,11 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 			(others == 0 || now.Sub(found) > c.cfg.Timeout)
 	}
 	var last time.Time
+	// batchTimer ends FetchWait: then a claim takes whatever is free.
+	batchTimer := time.NewTimer(time.Hour)
+	batchTimer.Stop()
+	defer batchTimer.Stop()
+	waiting, forced := false, false
 	onNote := func(n note) {
 		out -= n.n
 		for _, id := range n.solo {
@@ -271,7 +284,20 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 		}
 	}
 	for {
+		if want && !forced && !suspects && out > 0 && capacity-out < capacity/2 {
+			// Busy: wait for half the capacity, or FetchWait.
+			if !waiting {
+				waiting = true
+				batchTimer.Reset(c.cfg.FetchWait)
+			}
+			want = false
+		}
 		if want && ctx.Err() == nil {
+			forced = false
+			if waiting {
+				waiting = false
+				batchTimer.Stop()
+			}
 			if wait := c.cfg.FetchCooldown - time.Since(last); wait > 0 {
 				time.Sleep(wait)
 			}
@@ -310,6 +336,11 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 			return
 		case <-c.wake:
 			want = true
+		case <-batchTimer.C:
+			if waiting {
+				waiting = false
+				want, forced = true, true
+			}
 		case <-c.suspects:
 			if !suspects {
 				suspects, found, want = true, c.now(), true
@@ -496,8 +527,14 @@ const maxCompleteBatch = 1000
 func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<- note) {
 	batch := make([]finished, 0, maxCompleteBatch)
 	outs := make([]Outcome, 0, maxCompleteBatch)
+	window := time.NewTimer(time.Hour)
+	window.Stop()
 	for f := range fin {
 		batch = append(batch[:0], f)
+		// Gather what finishes within CompleteWindow of the first: one
+		// transaction for a batch, rather than one for each few outcomes
+		// the workers happen to hand over between two writes.
+		window.Reset(c.cfg.CompleteWindow)
 		for more := true; more && len(batch) < maxCompleteBatch; {
 			select {
 			case f, ok := <-fin:
@@ -506,10 +543,11 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 					break
 				}
 				batch = append(batch, f)
-			default:
+			case <-window.C:
 				more = false
 			}
 		}
+		window.Stop()
 		outs = outs[:0]
 		for _, f := range batch {
 			outs = append(outs, f.out)

@@ -200,8 +200,13 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	for i, v := range r.Weights {
 		w[i] = int32(v)
 	}
-	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)),
-		r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, w))
+	var items []queue.Item
+	err := d.asyncTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		items, err = queuesql.ScanAll(d.stmts.Query(ctx, tx, d.claimSQL(len(r.Weights)),
+			r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, w))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -310,7 +315,7 @@ const tryLockKeysSQL = `SELECT k FROM unnest($2::text[]) AS k WHERE pg_try_advis
 // completeOnce writes the outcomes idx names whose key locks it gets, and
 // returns the others.
 func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []int, ok []bool) (deferred []int, err error) {
-	err = d.tx(ctx, func(tx *sql.Tx) error {
+	err = d.asyncTx(ctx, func(tx *sql.Tx) error {
 		deferred = deferred[:0]
 		locked := map[string]bool{}
 		var names []string
@@ -428,6 +433,23 @@ func (d *Driver) promote(ctx context.Context, tx *sql.Tx, qs, keys []string, now
 	}
 	_, err := d.stmts.Exec(ctx, tx, promoteSQL, qs, keys, nowUS)
 	return err
+}
+
+// asyncTx is tx without waiting for the commit's WAL flush
+// (synchronous_commit off, for this transaction only). The engine's claims
+// and outcomes are safe to lose in a database crash: a lost claim leaves
+// the item pending, a lost outcome leaves it running until its lease
+// expires, and either way it is delivered again, which at-least-once
+// delivery allows. The items themselves are inserted by the caller's own
+// transaction, durable as the caller's settings make it; hand-made changes
+// (retry, delete) keep the durable default.
+func (d *Driver) asyncTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := d.stmts.Exec(ctx, tx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 func (d *Driver) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
