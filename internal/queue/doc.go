@@ -51,15 +51,31 @@
 //
 // # Using it
 //
-//	drv, _ := dialect.For(db)              // once; Migrate(ctx) at start
+//	drv, _ := dialect.For(db)   // once; drv.Migrate(ctx) at start (or `canal migrate`)
 //	proc := queue.NewProcess(drv, queue.ProcessConfig{})
-//	c, _ := queue.NewClient(drv, proc, queue.Config{Queue: "work", Workers: 8, Handler: h})
-//	// in the caller's transaction:
-//	queue.Insert(ctx, drv, tx, "work", queue.NewItem{Kind: "email", Payload: p})
+//	c, _ := queue.NewClient(drv, proc, queue.Config{
+//		Queue: "work", Workers: 8, Weights: []int{8, 4, 2, 1}, Handler: h, OnEvent: f,
+//	})
+//	// in the caller's own transaction, with its business write:
+//	ids, err := queue.Insert(ctx, drv, tx, "work", time.Now(), queue.NewItem{PublicID: id, Kind: "email", Payload: p})
 //	// services, started in this order and stopped in reverse:
 //	proc.Start(ctx); c.Start(ctx); ...; c.Stop(ctx); proc.Stop(ctx)
 //
 // A Handler returns nil (done), an error (a failed attempt, retried by the
 // RetryPolicy until MaxAttempts, then dead), Snooze(d) (try again after d,
-// no failure counted, the attempt given back) or Permanent(err) (dead now).
+// no failure counted, the attempt given back: a rate limit or an open
+// circuit breaker) or Permanent(err) (dead now). OnEvent hears every
+// outcome once written; Emitter is the shared non-blocking event channel a
+// use builds its own events on. The admin side is the Driver itself:
+// Get, Attempts, List, Count, OldestOpen, Retry, RetryDead, Delete, Drop,
+// Cleanup, all per queue; NewItem.State = StateDropped records an item
+// refused at intake.
+//
+// # Later additions the design leaves room for
+//
+// Pause and resume of a queue, kind or priority: a paused-set table the
+// claim joins against (the claim is one statement per driver). Cancelling
+// a running item: a cancel flag the heartbeat reads with the leases it
+// renews, cancelling the handler's context. Search by payload and bulk
+// actions over a filter: Reader queries over the same table.
 package queue

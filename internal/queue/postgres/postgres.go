@@ -176,10 +176,11 @@ func (d *Driver) claimSQL(priorities int) string {
 		ranks = append(ranks, fmt.Sprintf(`SELECT id, (row_number() OVER (ORDER BY run_at_us, id))::float8 / COALESCE(($6::int[])[%d], 1) AS r FROM p%d`, p+1, p))
 	}
 	q := `WITH ` + strings.Join(ctes, ",\n") + `,
-pick AS (SELECT id FROM (` + strings.Join(ranks, "\nUNION ALL\n") + `) ranked ORDER BY r, id LIMIT $5)
+pick AS (SELECT id FROM (` + strings.Join(ranks, "\nUNION ALL\n") + `) ranked ORDER BY r, id LIMIT $5),
+async AS (` + asyncCommit + `)
 UPDATE canal_queue_items t SET state = 'running', attempt = t.attempt + 1, owner = $2, lease_until_us = $3,
   started_us = $4, updated_us = $4, solo = false
-FROM pick WHERE t.id = pick.id
+FROM pick, async WHERE t.id = pick.id
 RETURNING ` + prefixed("t.")
 	d.claims[priorities] = q
 	return q
@@ -200,13 +201,8 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	for i, v := range r.Weights {
 		w[i] = int32(v)
 	}
-	var items []queue.Item
-	err := d.asyncTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		items, err = queuesql.ScanAll(d.stmts.Query(ctx, tx, d.claimSQL(len(r.Weights)),
-			r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, w))
-		return err
-	})
+	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)),
+		r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, w))
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -248,18 +244,35 @@ func (d *Driver) HasRescued(ctx context.Context, q string) (bool, error) {
 	return rows.Next(), rows.Err()
 }
 
-const completeSQL = `UPDATE canal_queue_items AS t
+// asyncCommit makes the statement's transaction commit without waiting
+// for the WAL flush (synchronous_commit off, for that transaction only).
+// The engine's claims and outcomes are safe to lose in a database crash: a
+// lost claim leaves the item pending, a lost outcome leaves it running
+// until its lease expires, and either way it is delivered again, which
+// at-least-once delivery allows. Items are inserted by the caller's own
+// transaction, durable as the caller's settings make it; hand-made changes
+// (retry, delete) keep the durable default.
+const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// completeSQL writes a batch of outcomes and the attempts of those whose
+// claim still held, in one statement (one round trip; in autocommit when
+// no key needs promoting).
+const completeSQL = `WITH u AS (
+UPDATE canal_queue_items AS t
 SET state = u.s, run_at_us = u.r, failures = u.f, last_error = u.e, blocks = u.b, attempt = t.attempt - u.g,
   owner = '', lease_until_us = 0, solo = false, updated_us = u.n,
   finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END
 FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], $8::boolean[], $9::int[], $10::bigint[])
   AS u(id, o, a, s, r, f, e, b, g, n)
 WHERE t.id = u.id AND t.state = 'running' AND t.owner = u.o AND t.attempt = u.a
-RETURNING t.id`
-
-const attemptsSQL = `INSERT INTO canal_queue_attempts (item_id, number, started_us, duration_us, error)
-SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::text[])
-ON CONFLICT (item_id, number) DO NOTHING`
+RETURNING t.id),
+att AS (INSERT INTO canal_queue_attempts (item_id, number, started_us, duration_us, error)
+  SELECT x.id, x.num, x.st, x.du, x.er
+  FROM unnest($11::bigint[], $12::int[], $13::bigint[], $14::bigint[], $15::text[]) AS x(id, num, st, du, er)
+  WHERE x.id IN (SELECT id FROM u)
+  ON CONFLICT (item_id, number) DO NOTHING),
+async AS (` + asyncCommit + `)
+SELECT u.id FROM u, async`
 
 const promoteSQL = `UPDATE canal_queue_items SET state = 'pending', updated_us = $3
 WHERE id IN (
@@ -315,7 +328,11 @@ const tryLockKeysSQL = `SELECT k FROM unnest($2::text[]) AS k WHERE pg_try_advis
 // completeOnce writes the outcomes idx names whose key locks it gets, and
 // returns the others.
 func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []int, ok []bool) (deferred []int, err error) {
-	err = d.asyncTx(ctx, func(tx *sql.Tx) error {
+	write := d.tx
+	if !slices.ContainsFunc(idx, func(i int) bool { return frees(outs[i]) }) {
+		write = d.noTx // one statement: autocommit
+	}
+	err = write(ctx, func(tx *sql.Tx) error {
 		deferred = deferred[:0]
 		locked := map[string]bool{}
 		var names []string
@@ -368,7 +385,17 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 				backs[j] = 1
 			}
 		}
-		rows, err := d.stmts.Query(ctx, tx, completeSQL, ids, owners, atts, states, runAts, fails, errs, blocks, backs, nows)
+		var aID, aStart, aDur []int64
+		var aNum []int32
+		var aErr []string
+		for _, i := range sel {
+			if o := outs[i]; !o.GiveBack {
+				aID, aNum, aStart, aDur, aErr = append(aID, o.ID), append(aNum, int32(o.Attempt)),
+					append(aStart, o.StartedUS), append(aDur, o.DurationUS), append(aErr, queue.Text(o.Error))
+			}
+		}
+		rows, err := d.stmts.Query(ctx, tx, completeSQL, ids, owners, atts, states, runAts, fails, errs, blocks, backs, nows,
+			aID, aNum, aStart, aDur, aErr)
 		if err != nil {
 			return err
 		}
@@ -385,28 +412,14 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		var aID, aStart, aDur []int64
-		var aNum []int32
-		var aErr, kq, kk []string
+		var kq, kk []string
 		var nowUS int64
 		for _, i := range sel {
 			o := outs[i]
 			ok[i] = done[o.ID]
-			if !ok[i] {
-				continue
-			}
-			nowUS = max(nowUS, o.NowUS)
-			if !o.GiveBack {
-				aID, aNum, aStart, aDur, aErr = append(aID, o.ID), append(aNum, int32(o.Attempt)),
-					append(aStart, o.StartedUS), append(aDur, o.DurationUS), append(aErr, queue.Text(o.Error))
-			}
-			if frees(o) {
+			if ok[i] && frees(o) {
+				nowUS = max(nowUS, o.NowUS)
 				kq, kk = append(kq, o.Queue), append(kk, o.Key)
-			}
-		}
-		if len(aID) > 0 {
-			if _, err := d.stmts.Exec(ctx, tx, attemptsSQL, aID, aNum, aStart, aDur, aErr); err != nil {
-				return err
 			}
 		}
 		if len(kk) > 0 {
@@ -435,22 +448,8 @@ func (d *Driver) promote(ctx context.Context, tx *sql.Tx, qs, keys []string, now
 	return err
 }
 
-// asyncTx is tx without waiting for the commit's WAL flush
-// (synchronous_commit off, for this transaction only). The engine's claims
-// and outcomes are safe to lose in a database crash: a lost claim leaves
-// the item pending, a lost outcome leaves it running until its lease
-// expires, and either way it is delivered again, which at-least-once
-// delivery allows. The items themselves are inserted by the caller's own
-// transaction, durable as the caller's settings make it; hand-made changes
-// (retry, delete) keep the durable default.
-func (d *Driver) asyncTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return d.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := d.stmts.Exec(ctx, tx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
-}
+// noTx runs fn outside a transaction (tx nil): for a single statement.
+func (d *Driver) noTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return fn(nil) }
 
 func (d *Driver) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.db.BeginTx(ctx, nil)
