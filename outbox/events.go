@@ -120,11 +120,9 @@ func (w *window) summary(now time.Time) (rate, p50, p99 float64) {
 
 // statsLoop owns the window of recent dispatches: it takes the samples
 // the engine's completer sends and publishes a snapshot every StatsInterval.
-func (r *Relay) statsLoop(ctx context.Context, samples <-chan sample) {
-	w := newWindow()
+func (r *Relay) statsLoop(ctx context.Context, w *window, samples <-chan sample) {
 	t := time.NewTicker(r.cfg.StatsInterval)
 	defer t.Stop()
-	r.publishStats(ctx, w)
 	for {
 		select {
 		case <-ctx.Done():

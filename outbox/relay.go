@@ -265,6 +265,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	// The first snapshot counts what waits before anything is sent.
+	win := newWindow()
+	r.publishStats(ctx, win)
 	if err := client.Start(ctx); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -273,7 +276,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var others sync.WaitGroup
-	others.Go(func() { r.statsLoop(loops, samples) })
+	others.Go(func() { r.statsLoop(loops, win, samples) })
 	others.Go(func() { r.cleaner(loops) })
 
 	<-ctx.Done()
