@@ -29,6 +29,10 @@ type Driver struct {
 	queuesql.Reader
 	db    *sql.DB
 	stmts *queuesql.Stmts
+	// wmu makes the engine's own writes take turns in the process:
+	// SQLite has one writer at a time, and writers that collide wait in
+	// its busy handler, which sleeps milliseconds between tries.
+	wmu sync.Mutex
 	// The claim SQL per number of priorities.
 	claimMu sync.Mutex
 	claims  map[int]string
@@ -167,6 +171,8 @@ func (d *Driver) claimSQL(priorities int) string {
 // Claim leases a batch in one statement.
 func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item, error) {
 	w, _ := json.Marshal(r.Weights)
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)),
 		r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, string(w)))
 	if err != nil {
@@ -195,6 +201,8 @@ RETURNING ` + queuesql.Columns
 
 // ClaimRescued leases the oldest suspect alone.
 func (d *Driver) ClaimRescued(ctx context.Context, r queue.ClaimRequest) ([]queue.Item, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, claimRescuedSQL, r.Queue, r.Owner, r.LeaseUS, r.NowUS))
 	if err != nil {
 		return nil, fmt.Errorf("claim rescued: %w", err)
@@ -347,6 +355,8 @@ func b2i(b bool) int {
 // tx runs fn in a transaction; the pool's DSN makes it BEGIN IMMEDIATE
 // where set, and every transaction here writes first anyway.
 func (d *Driver) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -360,6 +370,8 @@ func (d *Driver) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // Heartbeat upserts the process row and renews its leases on ids.
 func (d *Driver) Heartbeat(ctx context.Context, p queue.ProcessRow, ids []int64, leaseUS int64) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	_, err := d.stmts.Exec(ctx, nil, `INSERT INTO canal_queue_processes (id, host, pid, started_us, heartbeat_us)
 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET heartbeat_us = excluded.heartbeat_us`,
 		p.ID, p.Host, p.PID, p.StartedUS, p.HeartbeatUS)
@@ -374,12 +386,16 @@ WHERE state = 'running' AND owner = ?2 AND id IN (SELECT value FROM json_each(?3
 
 // Forget deletes a process row.
 func (d *Driver) Forget(ctx context.Context, id string) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	_, err := d.stmts.Exec(ctx, nil, `DELETE FROM canal_queue_processes WHERE id = ?1`, id)
 	return err
 }
 
 // Rescue moves expired leases to rescued.
 func (d *Driver) Rescue(ctx context.Context, nowUS int64, limit int) (int64, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	res, err := d.stmts.Exec(ctx, nil, `UPDATE canal_queue_items
 SET state = 'rescued', failures = failures + solo, last_error = CASE WHEN solo THEN ?2 ELSE last_error END,
   owner = '', lease_until_us = 0, solo = 0, updated_us = ?1
