@@ -51,7 +51,7 @@ func TestPostgresSameKeySeqFollowsCommitOrder(t *testing.T) {
 		}
 		var waiting int64
 		db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND classid = ?::oid AND objid = hashtext('outbox' || chr(31) || ?)::oid AND objsubid = 2`,
+			AND classid = ?::oid AND objid = hashtext(current_schema() || chr(31) || 'outbox' || chr(31) || ?)::oid AND objsubid = 2`,
 			0x43414E51, key).Scan(&waiting) // the queue engine's key lock (internal/queue/postgres)
 		return waiting > 0
 	})

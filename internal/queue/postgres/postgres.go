@@ -87,9 +87,16 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	}, ms)
 }
 
+// keyLock is the advisory lock of a key name (see lockName). Advisory locks
+// are database-wide: the schema is part of the name, so the same key in
+// two schemas (two deployments, or tests in parallel) is two locks.
+func keyLock(name string) string {
+	return `pg_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || ` + name + `))`
+}
+
 // lockKeysSQL takes the key locks of pairs (queue, key) in a fixed order,
-// so two lockers of several keys never deadlock each other.
-const lockKeysSQL = `SELECT pg_advisory_xact_lock($1, hashtext(k)) FROM (SELECT DISTINCT unnest($2::text[]) AS k ORDER BY 1) s`
+// so that one statement's keys never deadlock another's.
+var lockKeysSQL = `SELECT ` + keyLock("k") + ` FROM (SELECT DISTINCT unnest($2::text[]) AS k ORDER BY 1) s`
 
 func lockName(q, key string) string { return q + "\x1f" + key }
 
@@ -323,7 +330,8 @@ func frees(o queue.Outcome) bool {
 	return o.Key != "" && o.State.Final() && !(o.State == queue.StateDead && o.Blocks)
 }
 
-const tryLockKeysSQL = `SELECT k FROM unnest($2::text[]) AS k WHERE pg_try_advisory_xact_lock($1, hashtext(k))`
+const tryLockKeysSQL = `SELECT k FROM unnest($2::text[]) AS k
+WHERE pg_try_advisory_xact_lock($1, hashtext(current_schema() || chr(31) || k))`
 
 // completeOnce writes the outcomes idx names whose key locks it gets, and
 // returns the others.
@@ -471,8 +479,11 @@ VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat_us = exclud
 	if err != nil || len(ids) == 0 {
 		return err
 	}
+	// SKIP LOCKED: a row the completer is writing needs no renewal, and
+	// waiting for it while holding others could deadlock with it.
 	_, err = d.stmts.Exec(ctx, nil, `UPDATE canal_queue_items SET lease_until_us = $1
-WHERE state = 'running' AND owner = $2 AND id = ANY($3::bigint[])`, leaseUS, p.ID, ids)
+WHERE id IN (SELECT id FROM canal_queue_items WHERE id = ANY($3::bigint[]) AND state = 'running' AND owner = $2
+  ORDER BY id FOR UPDATE SKIP LOCKED)`, leaseUS, p.ID, ids)
 	return err
 }
 
