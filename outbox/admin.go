@@ -2,9 +2,12 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/canalhq/canal/internal/queue"
 )
 
 // Page is one page of List, newest first.
@@ -43,17 +46,17 @@ func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
 	// One more row than asked tells whether there is a next page.
 	want := f.Limit
 	f.Limit++
-	rows, err := r.st.list(ctx, f)
+	rows, err := r.drv.List(ctx, queue.ListQuery{Queue: queueName, States: states(f.Status), Kind: f.Topic, Before: f.Before, Limit: f.Limit})
 	if err != nil {
-		return Page{}, err
+		return Page{}, fmt.Errorf("list messages: %w", err)
 	}
 	p := Page{Items: make([]Record, 0, min(len(rows), want))}
 	for i, row := range rows {
 		if i == want {
-			p.Next = strconv.FormatInt(rows[want-1].Seq, 10)
+			p.Next = strconv.FormatInt(rows[want-1].ID, 10)
 			break
 		}
-		p.Items = append(p.Items, row.record())
+		p.Items = append(p.Items, record(row))
 	}
 	return p, nil
 }
@@ -63,11 +66,18 @@ func (r *Relay) Get(ctx context.Context, id string) (Record, error) {
 	if !ValidID(id) {
 		return Record{}, ErrNotFound
 	}
-	row, atts, err := r.st.get(ctx, id)
-	if err != nil {
-		return Record{}, err
+	it, err := r.drv.Get(ctx, queueName, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return Record{}, ErrNotFound
 	}
-	rec := row.record()
+	if err != nil {
+		return Record{}, fmt.Errorf("get message: %w", err)
+	}
+	atts, err := r.drv.Attempts(ctx, it.ID)
+	if err != nil {
+		return Record{}, fmt.Errorf("get message: %w", err)
+	}
+	rec := record(it)
 	rec.AttemptLog = attemptLog(rec, atts, r.now())
 	return rec, nil
 }
@@ -76,15 +86,15 @@ func (r *Relay) Get(ctx context.Context, id string) (Record, error) {
 // finished ones are recorded, so a number without a row is an attempt that
 // was cut short, except the current one of a message whose lease still
 // holds at now.
-func attemptLog(rec Record, atts []attemptRow, now time.Time) []Attempt {
-	byNumber := make(map[int]attemptRow, len(atts))
+func attemptLog(rec Record, atts []queue.Attempt, now time.Time) []Attempt {
+	byNumber := make(map[int]queue.Attempt, len(atts))
 	for _, a := range atts {
 		byNumber[a.Number] = a
 	}
 	log := make([]Attempt, 0, rec.Attempts)
 	for n := 1; n <= rec.Attempts; n++ {
 		if a, ok := byNumber[n]; ok {
-			log = append(log, a.attempt())
+			log = append(log, attempt(a))
 			continue
 		}
 		if n == rec.Attempts && rec.Status == StatusInflight && rec.LeaseUntil != nil && rec.LeaseUntil.After(now) {
@@ -102,14 +112,19 @@ func (r *Relay) Retry(ctx context.Context, id string) (Record, error) {
 		return Record{}, ErrNotFound
 	}
 	now := r.now()
-	row, err := r.st.retry(ctx, id, now.UnixMicro())
-	if err != nil {
-		return Record{}, err
+	it, err := r.drv.Retry(ctx, queueName, id, now.UnixMicro())
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return Record{}, fmt.Errorf("retry message %s: %w", id, ErrNotFound)
+	case errors.Is(err, queue.ErrState):
+		return Record{}, fmt.Errorf("retry message %s: %w: %w", id, ErrNotRetryable, err)
+	case err != nil:
+		return Record{}, fmt.Errorf("retry message %s: %w", id, err)
 	}
 	r.Wake()
-	sum := row.summary()
+	sum := summary(it)
 	r.emit(Event{Type: EventRetried, At: now, Message: &sum})
-	return row.record(), nil
+	return record(it), nil
 }
 
 // RetryDead retries every dead message, or those of topic when it is not
@@ -120,9 +135,9 @@ func (r *Relay) RetryDead(ctx context.Context, topic string) (int64, error) {
 		return 0, fmt.Errorf("%w: topic %q", ErrInvalidFilter, topic)
 	}
 	now := r.now()
-	n, err := r.st.retryDead(ctx, topic, now.UnixMicro())
+	n, err := r.drv.RetryDead(ctx, queueName, topic, now.UnixMicro())
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("retry dead messages: %w", err)
 	}
 	if n > 0 {
 		r.Wake()
@@ -136,13 +151,18 @@ func (r *Relay) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return ErrNotFound
 	}
-	row, err := r.st.remove(ctx, id)
-	if err != nil {
-		return err
+	it, err := r.drv.Delete(ctx, queueName, id, []queue.State{queue.StateDead})
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return fmt.Errorf("delete message %s: %w", id, ErrNotFound)
+	case errors.Is(err, queue.ErrState):
+		return fmt.Errorf("delete message %s: %w: %w", id, ErrNotDead, err)
+	case err != nil:
+		return fmt.Errorf("delete message %s: %w", id, err)
 	}
 	// A dead message that blocked its key no longer does: wake the relay.
 	r.Wake()
-	sum := row.summary()
+	sum := summary(it)
 	r.emit(Event{Type: EventDeleted, At: r.now(), Message: &sum})
 	return nil
 }
@@ -156,3 +176,17 @@ func (r *Relay) Stats(ctx context.Context) (Stats, error) {
 	}
 	return r.dbStats(ctx)
 }
+
+// ListFilter selects a page of messages, newest first.
+type ListFilter struct {
+	Status Status // empty: any
+	Topic  string // empty: any
+	Before int64  // a seq cursor from Page.Next; 0: from the newest
+	Limit  int    // 1..MaxPage; 0 means DefaultPage
+}
+
+// Page sizes for List.
+const (
+	DefaultPage = 50
+	MaxPage     = 500
+)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/canalhq/canal/internal/queue"
+
 	"gorm.io/gorm"
 )
 
@@ -17,15 +19,15 @@ func TestCountsStopAtTheLimit(t *testing.T) {
 			limit int64
 			want  int64
 		}{{3, 3}, {7, 7}, {100, 7}} {
-			c, err := r.st.counts(context.Background(), tt.limit)
+			c, err := r.drv.Count(context.Background(), queueName, "", tt.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.byStatus[StatusPending]; got != tt.want {
+			if got := c[queue.StatePending]; got != tt.want {
 				t.Errorf("limit %d: pending = %d, want %d", tt.limit, got, tt.want)
 			}
-			if c.byStatus[StatusDead] != 0 || c.byStatus[StatusDispatched] != 0 {
-				t.Errorf("limit %d: counts = %v, want only pending", tt.limit, c.byStatus)
+			if c[queue.StateDead] != 0 || c[queue.StateDone] != 0 {
+				t.Errorf("limit %d: counts = %v, want only pending", tt.limit, c)
 			}
 		}
 	})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/canalhq/canal/internal/queue"
 )
 
 // Event types published on Relay.Events.
@@ -64,7 +66,7 @@ type sample struct {
 	lat time.Duration
 }
 
-// window holds recent dispatches; it belongs to the relay's loop goroutine.
+// window holds recent dispatches; it belongs to the relay's stats loop.
 type window struct {
 	ring []sample
 	next int
@@ -116,6 +118,23 @@ func (w *window) summary(now time.Time) (rate, p50, p99 float64) {
 	return rate, pct(0.50), pct(0.99)
 }
 
+// statsLoop owns the window of recent dispatches: it takes the samples
+// the engine's completer sends and publishes a snapshot every StatsInterval.
+func (r *Relay) statsLoop(ctx context.Context, w *window, samples <-chan sample) {
+	t := time.NewTicker(r.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-samples:
+			w.add(s.at, s.lat)
+		case <-t.C:
+			r.publishStats(ctx, w)
+		}
+	}
+}
+
 func (r *Relay) publishStats(ctx context.Context, w *window) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.StatsInterval*5)
 	defer cancel()
@@ -132,18 +151,24 @@ func (r *Relay) publishStats(ctx context.Context, w *window) {
 }
 
 func (r *Relay) dbStats(ctx context.Context) (Stats, error) {
-	c, err := r.st.counts(ctx, CountCap)
+	c, err := r.drv.Count(ctx, queueName, "", CountCap)
+	if err != nil {
+		return Stats{}, err
+	}
+	oldest, err := r.drv.OldestOpen(ctx, queueName)
 	if err != nil {
 		return Stats{}, err
 	}
 	now := r.now()
 	s := Stats{
-		At: now, Pending: c.byStatus[StatusPending], Inflight: c.byStatus[StatusInflight],
-		Dispatched: c.byStatus[StatusDispatched], Dead: c.byStatus[StatusDead],
-		DroppedEvents: r.dropped.Load(),
+		At:         now,
+		Pending:    min(CountCap, c[queue.StatePending]+c[queue.StateHeld]+c[queue.StateRescued]),
+		Inflight:   c[queue.StateRunning],
+		Dispatched: c[queue.StateDone], Dead: c[queue.StateDead],
+		DroppedEvents: r.events.Dropped(),
 	}
-	if c.oldestOpenUS != 0 {
-		s.OldestPendingSeconds = max(0, now.Sub(fromUS(c.oldestOpenUS)).Seconds())
+	if oldest != 0 {
+		s.OldestPendingSeconds = max(0, now.Sub(queue.FromUS(oldest)).Seconds())
 	}
 	return s, nil
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/queue"
+	"github.com/canalhq/canal/internal/queue/dialect"
 	"gorm.io/gorm"
 )
 
@@ -37,11 +39,11 @@ var (
 	ErrInvalidFilter  = errors.New("outbox: invalid filter")
 	// ErrUnfinished: a message's attempts were cut short (its lease
 	// expired mid-send) until it ran out of attempts; it is dead unsent.
-	ErrUnfinished = errors.New("outbox: attempts did not finish")
+	ErrUnfinished = queue.ErrGaveUp
 )
 
 // unfinishedText is the last error of a message whose attempt was cut short.
-const unfinishedText = "attempt did not finish: its lease expired (the process died or the publisher hung while sending)"
+const unfinishedText = queue.CutShort
 
 // Status is where a message is in its life.
 type Status string
@@ -195,43 +197,44 @@ func add(ctx context.Context, tx *gorm.DB, msg Message, clock func() time.Time) 
 			}
 		}
 	}
-	row, err := newRow(ctx, msg, clock().UTC())
+	now := clock().UTC()
+	it, err := newItem(ctx, msg, now)
 	if err != nil {
 		return "", err
 	}
-	st, err := storeFor(tx)
+	drv, err := dialect.For(tx)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", ErrDialect, err)
 	}
-	if err := st.insert(ctx, tx, &row); err != nil {
+	if _, err := queue.Insert(ctx, drv, tx, queueName, now, it); err != nil {
 		return "", fmt.Errorf("outbox add: %w", err)
 	}
 	if col != nil {
-		col.add(row.summary())
+		col.add(Summary{ID: it.PublicID, Topic: it.Kind, Key: it.Key, Status: StatusPending, CreatedAt: now})
 	}
-	return row.ID, nil
+	return it.PublicID, nil
 }
 
-func newRow(ctx context.Context, msg Message, now time.Time) (messageRow, error) {
+func newItem(ctx context.Context, msg Message, now time.Time) (queue.NewItem, error) {
 	if !ValidTopic(msg.Topic) {
-		return messageRow{}, fmt.Errorf("%w: topic %q must be dot-separated letters, digits, '_' or '-'", ErrInvalidMessage, msg.Topic)
+		return queue.NewItem{}, fmt.Errorf("%w: topic %q must be dot-separated letters, digits, '_' or '-'", ErrInvalidMessage, msg.Topic)
 	}
 	if len(msg.Key) > maxNameLen {
-		return messageRow{}, fmt.Errorf("%w: key longer than %d bytes", ErrInvalidMessage, maxNameLen)
+		return queue.NewItem{}, fmt.Errorf("%w: key longer than %d bytes", ErrInvalidMessage, maxNameLen)
 	}
 	if !validText(msg.Key) {
-		return messageRow{}, fmt.Errorf("%w: key must be UTF-8 text without NUL", ErrInvalidMessage)
+		return queue.NewItem{}, fmt.Errorf("%w: key must be UTF-8 text without NUL", ErrInvalidMessage)
 	}
 	payload, err := encodePayload(msg.Payload)
 	if err != nil {
-		return messageRow{}, err
+		return queue.NewItem{}, err
 	}
 	headers := make(map[string]string, len(msg.Headers)+1)
 	for k, v := range msg.Headers {
 		// A header a publisher cannot send (HTTP refuses such names and
 		// line breaks in values) would fail every attempt and go dead.
 		if !headerNameRE.MatchString(k) || !validText(v) || strings.ContainsAny(v, "\r\n") {
-			return messageRow{}, fmt.Errorf("%w: header %q: want a name of letters, digits or !#$%%&'*+-.^_`|~ and a value on one line of UTF-8 text", ErrInvalidMessage, k)
+			return queue.NewItem{}, fmt.Errorf("%w: header %q: want a name of letters, digits or !#$%%&'*+-.^_`|~ and a value on one line of UTF-8 text", ErrInvalidMessage, k)
 		}
 		headers[k] = v
 	}
@@ -242,18 +245,12 @@ func newRow(ctx context.Context, msg Message, now time.Time) (messageRow, error)
 	}
 	hb, err := json.Marshal(headers)
 	if err != nil {
-		return messageRow{}, fmt.Errorf("%w: headers: %w", ErrInvalidMessage, err)
+		return queue.NewItem{}, fmt.Errorf("%w: headers: %w", ErrInvalidMessage, err)
 	}
-	return messageRow{
-		ID:        NewID(now),
-		Topic:     msg.Topic,
-		Key:       msg.Key,
-		Payload:   string(payload),
-		Headers:   string(hb),
-		Status:    string(StatusPending),
-		DueUS:     0, // due at once, whatever the relay's clock says
-		CreatedUS: now.UnixMicro(),
-		UpdatedUS: now.UnixMicro(),
+	return queue.NewItem{
+		PublicID: NewID(now), Kind: msg.Topic, Key: msg.Key,
+		Payload: payload, Meta: hb, CreatedAt: now,
+		// RunAt zero: due at once, whatever the relay's clock says.
 	}, nil
 }
 
@@ -286,8 +283,8 @@ func encodePayload(p any) ([]byte, error) {
 
 // NewID returns a UUIDv7 (RFC 9562) for time now: 48 bits of Unix
 // milliseconds then random bits, so ids sort roughly by creation time and
-// index well. Message ids are made with it; the seq column, not the id, gives
-// the exact order.
+// index well. Message ids are made with it; the engine's bigint id (Record.Seq),
+// not this one, gives the exact order.
 func NewID(now time.Time) string {
 	var u [16]byte
 	rand.Read(u[6:]) // never fails since Go 1.24

@@ -45,7 +45,7 @@ func TestNewRowValidates(t *testing.T) {
 	now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			row, err := newRow(tc.ctx, tc.msg, now)
+			row, err := newItem(tc.ctx, tc.msg, now)
 			if tc.wantErr {
 				if !errors.Is(err, ErrInvalidMessage) {
 					t.Fatalf("err = %v, want ErrInvalidMessage", err)
@@ -55,15 +55,15 @@ func TestNewRowValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if row.Payload != tc.wantPayload {
+			if string(row.Payload) != tc.wantPayload {
 				t.Errorf("payload = %s, want %s", row.Payload, tc.wantPayload)
 			}
 			var h map[string]string
-			_ = json.Unmarshal([]byte(row.Headers), &h)
+			_ = json.Unmarshal(row.Meta, &h)
 			if h["traceparent"] != tc.wantTP {
 				t.Errorf("traceparent = %q, want %q", h["traceparent"], tc.wantTP)
 			}
-			if row.Status != string(StatusPending) || row.CreatedUS != now.UnixMicro() {
+			if row.State != "" || !row.CreatedAt.Equal(now) || !row.RunAt.IsZero() {
 				t.Errorf("row = %+v", row)
 			}
 		})

@@ -51,7 +51,8 @@ func TestPostgresSameKeySeqFollowsCommitOrder(t *testing.T) {
 		}
 		var waiting int64
 		db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND classid = ?::oid AND objid = hashtext(?)::oid AND objsubid = 2`, advisoryClass, key).Scan(&waiting)
+			AND classid = ?::oid AND objid = hashtext(current_schema() || chr(31) || 'outbox' || chr(31) || ?)::oid AND objsubid = 2`,
+			0x43414E51, key).Scan(&waiting) // the queue engine's key lock (internal/queue/postgres)
 		return waiting > 0
 	})
 	commitA := time.Now()
@@ -68,8 +69,8 @@ func TestPostgresSameKeySeqFollowsCommitOrder(t *testing.T) {
 		t.Fatal(b.err)
 	}
 	var seqA, seqB int64
-	db.Model(&messageRow{}).Where("id = ?", idA).Pluck("seq", &seqA)
-	db.Model(&messageRow{}).Where("id = ?", b.id).Pluck("seq", &seqB)
+	db.Raw(`SELECT id FROM canal_queue_items WHERE public_id = ?`, idA).Scan(&seqA)
+	db.Raw(`SELECT id FROM canal_queue_items WHERE public_id = ?`, b.id).Scan(&seqB)
 	if !(seqA < seqB) {
 		t.Errorf("seq A=%d B=%d: commit order A, B", seqA, seqB)
 	}

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
+	"github.com/canalhq/canal/internal/queue/dialect"
 	"gorm.io/gorm"
 )
 
@@ -28,15 +28,17 @@ const (
 
 // Config tunes a Relay. Zero fields take the defaults shown.
 type Config struct {
-	BatchSize int // messages claimed per query, at most Workers: 100
+	// BatchSize is the most messages claimed per query: 2×Workers (a
+	// claim fetches ahead, up to twice the free workers, so workers never
+	// wait on a claim).
+	BatchSize int
 	Workers   int // parallel publishes: 32 (publishers mostly wait on I/O)
 
-	// Lease is how long a claim lasts: 10 s. A message claimed by a process
-	// that died is claimed again once its lease expires, so this bounds
-	// the delay a crash adds. Leases are not renewed: instead a publish is
-	// cut at PublishTimeout, which must be shorter, and a relay claims only
-	// what its idle workers start at once, so a live relay always finishes
-	// (or fails) a message before its lease ends.
+	// Lease is how long a claim lasts without renewal: 10 s. The process's
+	// heartbeat renews the leases of the messages it is sending, up to
+	// PublishTimeout (which must be shorter); a message claimed by a
+	// process that died is taken over, by any process, once its lease
+	// expires, so this bounds the delay a crash adds.
 	Lease          time.Duration
 	PublishTimeout time.Duration // 5 s; < Lease
 
@@ -58,6 +60,11 @@ type Config struct {
 
 	Clock  func() time.Time // time.Now; every stored time comes from it, in UTC
 	Logger *slog.Logger     // slog.Default()
+
+	// Process is this program's presence in the queue engine (heartbeat,
+	// rescuer, wake-ups), shared with its other users and started and
+	// stopped by its owner; nil: Run makes and runs one of its own.
+	Process *queue.Process
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -72,7 +79,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	defInt(&c.Workers, 32)
-	defInt(&c.BatchSize, 100)
+	defInt(&c.BatchSize, 2*c.Workers)
 	def(&c.Lease, 10*time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.PollInterval, 500*time.Millisecond)
@@ -103,18 +110,16 @@ func (c Config) withDefaults() (Config, error) {
 	case c.BackoffMax < c.BackoffBase:
 		return c, fmt.Errorf("%w: BackoffMax %s < BackoffBase %s", ErrInvalidConfig, c.BackoffMax, c.BackoffBase)
 	}
-	if c.BatchSize > c.Workers {
-		c.BatchSize = c.Workers
-	}
 	return c, nil
 }
 
 // Relay delivers committed outbox messages to the publishers registered for
-// their topics. Register publishers, then run it with Run; its owner stops it
-// by cancelling Run's context.
+// their topics: it is the outbox's use of the queue engine (a Client of the
+// "outbox" queue whose handler publishes). Register publishers, then run it
+// with Run; its owner stops it by cancelling Run's context.
 type Relay struct {
 	db  *gorm.DB
-	st  store
+	drv queue.Driver
 	cfg Config
 	log *slog.Logger
 
@@ -124,29 +129,28 @@ type Relay struct {
 	pubs     map[string]Publisher
 	fallback Publisher
 
-	wake    chan struct{}
-	events  chan Event
-	dropped atomic.Int64
-	stats   atomic.Pointer[Stats] // the last snapshot, written by Run's loop
+	events  *queue.Emitter[Event]
+	stats   atomic.Pointer[Stats] // the last snapshot, written by Run's stats loop
 	running atomic.Bool
+	// The client of the running Run, for Wake.
+	client atomic.Pointer[queue.Client]
 }
 
-// New returns a relay for the outbox tables in db (see Migrate). The store for
-// db's dialect (SQLite or PostgreSQL) is chosen here, once.
+// New returns a relay for the outbox in db (see Migrate). The engine's
+// driver for db's dialect (SQLite or PostgreSQL) is chosen here, once.
 func New(db *gorm.DB, cfg Config) (*Relay, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	st, err := storeFor(db)
+	drv, err := dialect.For(db)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrDialect, err)
 	}
 	return &Relay{
-		db: db, st: st, cfg: cfg, log: cfg.Logger.With("component", "outbox"),
+		db: db, drv: drv, cfg: cfg, log: cfg.Logger.With("component", "outbox"),
 		pubs:   map[string]Publisher{},
-		wake:   make(chan struct{}, 1),
-		events: make(chan Event, cfg.EventBuffer),
+		events: queue.NewEmitter[Event](cfg.EventBuffer),
 	}, nil
 }
 
@@ -174,28 +178,24 @@ func (r *Relay) publisher(topic string) Publisher {
 	return r.fallback
 }
 
-// Wake tells the relay that messages were committed; it never blocks.
+// Wake tells the relay that messages were committed; it never blocks. On
+// PostgreSQL every commit also wakes every relay, in every process.
 func (r *Relay) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default: // a wake-up is already pending
+	if c := r.client.Load(); c != nil {
+		c.Wake()
 	}
 }
 
 // Events returns the relay's state changes and periodic stats. Sends never
 // block: when the channel is full an event is dropped and counted (see
 // Stats.DroppedEvents). The channel is never closed.
-func (r *Relay) Events() <-chan Event { return r.events }
+func (r *Relay) Events() <-chan Event { return r.events.C() }
 
 func (r *Relay) emit(ev Event) {
 	if ev.Message != nil && ev.Topic == "" {
 		ev.Topic = ev.Message.Topic
 	}
-	select {
-	case r.events <- ev:
-	default:
-		r.dropped.Add(1)
-	}
+	r.events.Emit(ev)
 }
 
 func (r *Relay) now() time.Time { return r.cfg.Clock().UTC() }
@@ -223,25 +223,11 @@ func (r *Relay) Transaction(ctx context.Context, fn func(tx *gorm.DB) error) err
 	return nil
 }
 
-// claimed is a message leased to this relay under token.
-type claimed struct {
-	row   messageRow
-	token string
-}
-
-// result tells the loop that a worker is free again.
-type result struct {
-	token      string // the claim's: a solo one (soloPrefix) for a suspect
-	dispatched bool
-	keyed      bool
-	at         time.Time
-	latency    time.Duration // commit (Add) to dispatch
-}
-
 // Run relays until ctx is cancelled. It then stops claiming, lets the
-// publishes in flight finish (each bounded by PublishTimeout) and records
-// their outcome, so it leaves no lease behind; it returns once every goroutine
-// it started has stopped. A Relay runs at most once at a time.
+// publishes in flight finish (each bounded by PublishTimeout), gives back
+// what it claimed but had not started, and records every outcome, so it
+// leaves no lease behind; it returns once every goroutine it started has
+// stopped. A Relay runs at most once at a time.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("outbox: relay is already running")
@@ -249,329 +235,97 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.running.Store(false)
 	// A stopped relay's snapshot goes stale: Stats then counts afresh.
 	defer r.stats.Store(nil)
-	r.log.Info("outbox relay started", "workers", r.cfg.Workers, "lease", r.cfg.Lease, "poll", r.cfg.PollInterval)
 
-	// Workers publish; one recorder writes their outcomes in batches (one
-	// commit for all the attempts that finished meanwhile: with a commit per
-	// message the relay would go no faster than the disk syncs); the loop
-	// hears of each recorded message on done. Neither channel ever blocks
-	// its sender: at most Workers messages are out at once.
-	work := make(chan claimed, r.cfg.Workers)
-	finished := make(chan attempted, r.cfg.Workers)
-	done := make(chan result, r.cfg.Workers)
-	var workers, others sync.WaitGroup
-	for range r.cfg.Workers {
-		workers.Go(func() {
-			for c := range work {
-				finished <- r.attempt(ctx, c)
-			}
+	proc := r.cfg.Process
+	if proc == nil {
+		proc = queue.NewProcess(r.drv, queue.ProcessConfig{
+			Heartbeat: min(time.Second, r.cfg.Lease/3), RescueInterval: min(time.Second, r.cfg.PollInterval),
+			Clock: r.cfg.Clock, Logger: r.cfg.Logger,
 		})
+		if err := proc.Start(ctx); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		defer func() {
+			if err := proc.Stop(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("outbox: stopping the queue process", "err", err)
+			}
+		}()
 	}
-	others.Go(func() { r.recorder(ctx, finished, done) })
-	others.Go(func() { r.cleaner(ctx) })
+	samples := make(chan sample, latencySamples)
+	client, err := queue.NewClient(r.drv, proc, queue.Config{
+		Queue: queueName, Workers: r.cfg.Workers, MaxFetch: r.cfg.BatchSize,
+		Lease: r.cfg.Lease, Timeout: r.cfg.PublishTimeout, PollInterval: r.cfg.PollInterval,
+		MaxAttempts:   r.cfg.MaxAttempts,
+		Retry:         queue.RetryPolicy{Base: r.cfg.BackoffBase, Max: r.cfg.BackoffMax},
+		DeadBlocksKey: func(it queue.Item) bool { return r.deadPolicy(it.Kind) == BlockKey },
+		Handler:       queue.HandlerFunc(r.publish),
+		OnEvent:       func(ev queue.Event) { r.onEvent(ev, samples) },
+		Clock:         r.cfg.Clock, Logger: r.cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	// The first snapshot counts what waits before anything is sent.
+	win := newWindow()
+	r.publishStats(ctx, win)
+	if err := client.Start(ctx); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	r.client.Store(client)
+	r.log.Info("outbox relay started", "workers", r.cfg.Workers, "lease", r.cfg.Lease, "poll", r.cfg.PollInterval, "process", proc.ID())
 
-	r.loop(ctx, work, done)
-	close(work)
-	workers.Wait()
-	close(finished)
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var others sync.WaitGroup
+	others.Go(func() { r.statsLoop(loops, win, samples) })
+	others.Go(func() { r.cleaner(loops) })
+
+	<-ctx.Done()
+	r.client.Store(nil)
+	if err := client.Stop(context.WithoutCancel(ctx)); err != nil {
+		r.log.Warn("outbox: stopping the relay", "err", err)
+	}
+	stopLoops()
 	others.Wait()
 	r.log.Info("outbox relay stopped")
 	return nil
 }
 
-// loop owns the count of idle workers and the dispatch window; it claims
-// when woken, on each poll, and when a finished message may have freed the
-// next of its key.
-func (r *Relay) loop(ctx context.Context, work chan<- claimed, done <-chan result) {
-	poll := time.NewTicker(r.cfg.PollInterval)
-	defer poll.Stop()
-	statsTick := time.NewTicker(r.cfg.StatsInterval)
-	defer statsTick.Stop()
-
-	win := newWindow()
-	r.publishStats(ctx, win)
-
-	idle := r.cfg.Workers
-	// Suspects (see soloPrefix). While some may be waiting nothing new goes
-	// out, and they go one at a time: each once the ordinary attempts still
-	// out are done and the suspect before it is done or past its lease. An
-	// ordinary attempt is not waited for past PublishTimeout from when the
-	// suspects were found: by then it has outlived its deadline (its
-	// publisher ignores its context), can no longer be recorded, and must
-	// not stall the relay. Looked for at start and on every poll.
-	want, full, suspects := true, false, true
-	found := r.now()
-	solos := 0 // suspects out, hung ones included
-	var soloTok string
-	var soloUntil time.Time // the lease of the suspect last sent, until its result
-	suspectMayGo := func() bool {
-		now := r.now()
-		others := r.cfg.Workers - idle - solos
-		return idle > 0 && (soloTok == "" || now.After(soloUntil)) &&
-			(others == 0 || now.Sub(found) > r.cfg.PublishTimeout)
-	}
-	onResult := func(res result) {
-		idle++
-		if strings.HasPrefix(res.token, soloPrefix) {
-			solos--
-			if res.token == soloTok {
-				soloTok = ""
-			}
-		}
-		if res.dispatched {
-			win.add(res.at, res.latency)
-		}
-		// The next message of a key becomes claimable only when this one
-		// is done; after a full batch there may be more waiting; a suspect
-		// may go once the others are done.
-		if res.keyed || full || (suspects && suspectMayGo()) {
-			want = true
-		}
-	}
-	for {
-		if want && ctx.Err() == nil {
-			want = false
-			if suspects && suspectMayGo() {
-				got, tok, err := r.claim(ctx, 0, work)
-				idle -= got
-				if got > 0 {
-					solos++
-					soloTok, soloUntil = tok, r.now().Add(r.cfg.Lease)
-				}
-				suspects = err != nil || got > 0
-			}
-			if !suspects && idle > 0 {
-				n := min(idle, r.cfg.BatchSize)
-				got, _, err := r.claim(ctx, n, work)
-				idle -= got
-				full = err == nil && got == n
-				want = full
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-			want = true
-		case <-poll.C:
-			want = true
-			if !suspects && r.hasSuspect(ctx) {
-				suspects, found = true, r.now()
-				r.log.Warn(logSuspectsFound)
-			}
-		case res := <-done:
-			onResult(res)
-			for drained := false; !drained; { // take every result already there
-				select {
-				case res := <-done:
-					onResult(res)
-				default:
-					drained = true
-				}
-			}
-		case <-statsTick.C:
-			r.publishStats(ctx, win)
-		}
-	}
-}
-
 // logSuspectsFound is logged when the relay finds messages cut short.
-const logSuspectsFound = "outbox: found messages whose attempt was cut short; sending them one at a time"
+const logSuspectsFound = queue.LogSuspectsFound
 
-// claim leases up to n pending messages, or with n 0 the next suspect alone,
-// and hands them to the workers. It returns how many and the claim's token.
-func (r *Relay) claim(ctx context.Context, n int, work chan<- claimed) (int, string, error) {
-	now := r.now()
-	token := NewID(now)
-	// Once sent, the claim completes even if Run is being stopped: rows
-	// leased but never handed to a worker would wait for their lease.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
-	defer cancel()
-	var rows []messageRow
-	var err error
-	if n == 0 {
-		token = soloToken(token)
-		rows, err = r.st.claimSuspect(cctx, now.UnixMicro(), now.Add(r.cfg.Lease).UnixMicro(), token)
-		for _, row := range rows {
-			r.log.Warn("outbox: sending alone a message whose last attempt was cut short", "id", row.ID, "topic", row.Topic, "attempt", row.Attempts)
+// onEvent turns an engine event into the outbox's; it runs in the engine's
+// completer and never blocks.
+func (r *Relay) onEvent(ev queue.Event, samples chan<- sample) {
+	it := ev.Item
+	var typ string
+	switch ev.Type {
+	case queue.EventDone:
+		typ = EventDispatched
+		select {
+		case samples <- sample{at: ev.At, lat: ev.Latency}:
+		default:
 		}
-	} else {
-		rows, err = r.st.claim(cctx, now.UnixMicro(), now.Add(r.cfg.Lease).UnixMicro(), token, n)
+	case queue.EventRetry:
+		typ = EventRetryScheduled
+	case queue.EventDead:
+		typ = EventDead
+	default:
+		return
 	}
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Error("outbox claim failed", "err", err)
-		}
-		return 0, token, err
+	if ev.Err != nil {
+		r.log.Warn("outbox: publish failed", "id", it.PublicID, "topic", it.Kind, "attempt", it.Attempt, "status", status(it.State), "err", ev.Err)
 	}
-	for _, row := range rows {
-		work <- claimed{row: row, token: token} // buffered to Workers: never blocks
-	}
-	return len(rows), token, nil
+	sum := summary(it)
+	r.emit(Event{Type: typ, At: ev.At, Message: &sum})
 }
 
-func (r *Relay) hasSuspect(ctx context.Context) bool {
-	// Bounded like a claim: a hung connection must not hold the loop.
-	cctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-	defer cancel()
-	ok, err := r.st.hasSuspect(cctx, r.now().UnixMicro())
-	if err != nil && ctx.Err() == nil {
-		r.log.Error("outbox: looking for suspects failed", "err", err)
-	}
-	return ok
-}
-
-// attempted is a finished attempt on its way to be recorded.
-type attempted struct {
-	row     messageRow
-	outcome outcome
-	err     error // the publisher's
-	evType  string
-	end     time.Time
-}
-
-// attempt makes one attempt and decides the message's next state. The
-// publish uses a context that survives the cancellation of Run's, bounded by
-// PublishTimeout, so that a stopping relay finishes what it started rather
-// than leaving leases to expire.
-func (r *Relay) attempt(ctx context.Context, c claimed) attempted {
-	row := c.row
-	if strings.HasPrefix(c.token, soloPrefix) && row.Failures >= r.cfg.MaxAttempts {
-		return r.giveUp(c)
-	}
-	start := r.now()
-	err := r.publish(context.WithoutCancel(ctx), row)
-	end := r.now()
-
-	o := outcome{
-		seq: row.Seq, token: c.token, nowUS: end.UnixMicro(),
-		attempt: attemptRow{MessageID: row.ID, Number: row.Attempts, StartedUS: start.UnixMicro(), DurationUS: end.Sub(start).Microseconds()},
-	}
-	evType := EventDispatched
-	if err == nil {
-		o.status, o.dueUS, o.failures = StatusDispatched, o.nowUS, row.Failures
-	} else {
-		o.lastError = errorText(err)
-		o.attempt.Error = o.lastError
-		o.failures = row.Failures + 1
-		if o.failures >= r.cfg.MaxAttempts {
-			o.status, o.dueUS, evType = StatusDead, o.nowUS, EventDead
-			o.blocks = r.deadPolicy(row.Topic) == BlockKey
-		} else {
-			o.status, o.dueUS, evType = StatusPending, end.Add(r.backoff(o.failures)).UnixMicro(), EventRetryScheduled
-		}
-	}
-	return attempted{row: row, outcome: o, err: err, evType: evType, end: end}
-}
-
-// giveUp makes dead, without sending it again, a suspect whose failures
-// reached MaxAttempts at its claim: its last attempts were cut short while
-// it was out alone (see soloPrefix), and one more could take the process
-// down again.
-func (r *Relay) giveUp(c claimed) attempted {
-	row, end := c.row, r.now()
-	o := outcome{
-		seq: row.Seq, token: c.token, nowUS: end.UnixMicro(), givenUp: true,
-		status: StatusDead, dueUS: end.UnixMicro(), failures: row.Failures, lastError: row.LastError,
-		blocks: r.deadPolicy(row.Topic) == BlockKey,
-	}
-	err := fmt.Errorf("%w: giving up after %d failed attempts", ErrUnfinished, row.Failures)
-	return attempted{row: row, outcome: o, err: err, evType: EventDead, end: end}
-}
-
-// maxErrorLen bounds the error text kept per attempt.
-const maxErrorLen = 2048
-
-// errorText is err's message as it can be stored: at most maxErrorLen bytes
-// of valid UTF-8 without NUL. A publisher's error may quote what a receiver
-// answered (bytes PostgreSQL refuses in text); storing it as is would fail
-// the whole recording transaction, so every message in the batch would be
-// sent again and this one would never count its failures towards dead.
-func errorText(err error) string {
-	s := err.Error()
-	if len(s) > maxErrorLen {
-		s = s[:maxErrorLen]
-	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.ReplaceAll(s, "\x00", "\uFFFD")
-}
-
-// maxRecordBatch bounds one recording transaction.
-const maxRecordBatch = 256
-
-// recorder writes finished attempts, as many per transaction as have
-// arrived, then announces them. It stops when finished is closed, after
-// recording everything sent on it; its writes outlive Run's context (bounded
-// by a timeout) for the same reason as the publishes.
-func (r *Relay) recorder(ctx context.Context, finished <-chan attempted, done chan<- result) {
-	batch := make([]attempted, 0, maxRecordBatch)
-	outs := make([]outcome, 0, maxRecordBatch)
-	for a := range finished {
-		batch = append(batch[:0], a)
-		for more := true; more && len(batch) < maxRecordBatch; {
-			select {
-			case a, ok := <-finished:
-				if !ok {
-					more = false
-					break
-				}
-				batch = append(batch, a)
-			default:
-				more = false
-			}
-		}
-		outs = outs[:0]
-		for _, a := range batch {
-			outs = append(outs, a.outcome)
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
-		oks, err := r.st.finish(fctx, outs)
-		cancel()
-		if err != nil {
-			// The leases will expire and the messages be delivered again.
-			r.log.Error("outbox: recording attempts failed", "messages", len(batch), "err", err)
-		}
-		for i, a := range batch {
-			res := result{token: a.outcome.token, keyed: a.row.Key != "", at: a.end}
-			switch {
-			case err != nil:
-			case !oks[i]:
-				r.log.Warn("outbox: lease lost before the attempt was recorded; another claim owns the message", "id", a.row.ID)
-			default:
-				r.announce(a)
-				if a.outcome.status == StatusDispatched {
-					res.dispatched, res.latency = true, a.end.Sub(fromUS(a.row.CreatedUS))
-				}
-			}
-			done <- res
-		}
-	}
-}
-
-func (r *Relay) announce(a attempted) {
-	row, o := a.row, a.outcome
-	if a.err != nil {
-		r.log.Warn("outbox: publish failed", "id", row.ID, "topic", row.Topic, "attempt", row.Attempts, "status", o.status, "err", a.err)
-	}
-	row.Status, row.Failures, row.LastError = string(o.status), o.failures, o.lastError
-	sum := row.summary()
-	r.emit(Event{Type: a.evType, At: a.end, Message: &sum})
-}
-
-func (r *Relay) publish(ctx context.Context, row messageRow) (err error) {
-	p := r.publisher(row.Topic)
+// publish is the engine's handler: one attempt at delivering a message.
+func (r *Relay) publish(ctx context.Context, it queue.Item) error {
+	p := r.publisher(it.Kind)
 	if p == nil {
-		return fmt.Errorf("%w %q", ErrNoPublisher, row.Topic)
+		return fmt.Errorf("%w %q", ErrNoPublisher, it.Kind)
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-	defer cancel()
-	defer func() {
-		// A panicking publisher is a failed attempt, not a dead relay.
-		if v := recover(); v != nil {
-			err = fmt.Errorf("publisher panicked: %v", v)
-		}
-	}()
-	return p.Publish(ctx, row.delivery())
+	return p.Publish(ctx, delivery(it))
 }
 
 func (r *Relay) deadPolicy(topic string) DeadPolicy {
@@ -581,18 +335,9 @@ func (r *Relay) deadPolicy(topic string) DeadPolicy {
 	return r.cfg.DefaultDeadPolicy
 }
 
-// backoff is BackoffBase·2^(failures-1), capped at BackoffMax, with "equal
-// jitter": a random half is added to a fixed half, so retries of messages
-// that failed together spread out but never come back sooner than half the
-// delay.
+// backoff is the engine's shared retry policy with this relay's settings.
 func (r *Relay) backoff(failures int) time.Duration {
-	d := r.cfg.BackoffBase
-	for i := 1; i < failures && d < r.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, r.cfg.BackoffMax)
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(d-half)+1))
+	return queue.RetryPolicy{Base: r.cfg.BackoffBase, Max: r.cfg.BackoffMax}.Delay(failures)
 }
 
 // cleaner deletes dispatched messages older than Retention, in bounded
@@ -609,7 +354,7 @@ func (r *Relay) cleaner(ctx context.Context) {
 		before := r.now().Add(-r.cfg.Retention).UnixMicro()
 		var total int64
 		for ctx.Err() == nil {
-			n, err := r.st.cleanup(ctx, before, r.cfg.CleanupBatch)
+			n, err := r.drv.Cleanup(ctx, queueName, before, r.cfg.CleanupBatch)
 			if err != nil {
 				if ctx.Err() == nil {
 					r.log.Error("outbox cleanup failed", "err", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/testenv"
 	"gorm.io/gorm"
 )
@@ -260,8 +261,9 @@ func TestRelayReclaimsExpiredLease(t *testing.T) {
 
 		// The dead process: it claims with its own token and never finishes.
 		now := clock.Now()
-		rows, err := r.st.claim(context.Background(), now.UnixMicro(), now.Add(cfg.Lease).UnixMicro(), "dead-process", 10)
-		if err != nil || len(rows) != 1 || rows[0].ID != crashed {
+		rows, err := r.drv.Claim(context.Background(), queue.ClaimRequest{Queue: queueName, Owner: "dead-process",
+			NowUS: now.UnixMicro(), LeaseUS: now.Add(cfg.Lease).UnixMicro(), Limit: 10})
+		if err != nil || len(rows) != 1 || rows[0].PublicID != crashed {
 			t.Fatalf("claim = %v, %v", rows, err)
 		}
 		runRelay(t, r)
@@ -284,7 +286,8 @@ func TestRelayReclaimsExpiredLease(t *testing.T) {
 			t.Errorf("record = %+v", rec)
 		}
 		// The dead process cannot overwrite what the live relay recorded.
-		ok, err := r.st.finish(context.Background(), []outcome{{seq: rows[0].Seq, token: "dead-process", status: StatusPending, attempt: attemptRow{MessageID: crashed, Number: 1}}})
+		ok, err := r.drv.Complete(context.Background(), []queue.Outcome{{ID: rows[0].ID, Owner: "dead-process", Attempt: 1,
+			Queue: queueName, Key: "k", State: queue.StatePending, NowUS: now.UnixMicro()}})
 		if err != nil || ok[0] {
 			t.Errorf("finish with a lost lease = %v, %v; want false, nil", ok, err)
 		}
@@ -336,8 +339,8 @@ func TestRelayCleansUpDispatchedOnly(t *testing.T) {
 		bad := addN(t, r, "bad", nil, 1)[0]
 		runRelay(t, r)
 		testenv.Eventually(t, 10*time.Second, "all final", func() bool {
-			s, err := r.st.counts(context.Background(), CountCap)
-			return err == nil && s.byStatus[StatusDispatched] == 10 && s.byStatus[StatusDead] == 1
+			s, err := r.drv.Count(context.Background(), queueName, "", CountCap)
+			return err == nil && s[queue.StateDone] == 10 && s[queue.StateDead] == 1
 		})
 		if _, err := r.Get(context.Background(), ok[0]); err != nil {
 			t.Fatalf("dispatched message cleaned before its retention: %v", err)
@@ -400,7 +403,7 @@ func TestRelayEventsNeverBlock(t *testing.T) {
 	runRelay(t, r)
 	addN(t, r, "t", nil, 20)
 	testenv.Eventually(t, 20*time.Second, "all dispatched with a full event channel", func() bool { return pub.count() == 20 })
-	if r.dropped.Load() == 0 {
+	if r.events.Dropped() == 0 {
 		t.Fatal("no event counted as dropped")
 	}
 }
@@ -540,7 +543,7 @@ func TestRelayRecordsErrorsWithBytesTheDatabaseRefuses(t *testing.T) {
 		})
 		rec := mustGet(t, r, id)
 		if len(rec.AttemptLog) != 2 || !utf8.ValidString(rec.LastError) || strings.ContainsRune(rec.LastError, 0) ||
-			len(rec.LastError) > maxErrorLen || !strings.HasPrefix(rec.LastError, "webhook: 500: é") {
+			len(rec.LastError) > queue.MaxText || !strings.HasPrefix(rec.LastError, "webhook: 500: é") {
 			t.Errorf("attempts %d, last error %q…", len(rec.AttemptLog), rec.LastError[:min(40, len(rec.LastError))])
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/testenv"
 	"gorm.io/gorm"
 )
@@ -39,14 +40,22 @@ func TestAttemptsCutShortCountTowardsDead(t *testing.T) {
 		ok := &recorder{}
 		r.Register("ok", ok)
 		stuck := addN(t, r, "hang", nil, 1)[0]
-		addN(t, r, "ok", nil, 3)
+		okIDs := addN(t, r, "ok", nil, 3)
 		stop := runRelay(t, r)
 		sent := func(n int32) {
 			t.Helper()
 			testenv.Eventually(t, 20*time.Second, fmt.Sprintf("send %d of the hanging message", n), func() bool { return sends.Load() >= n })
 		}
 		sent(1)
-		testenv.Eventually(t, 20*time.Second, "the others delivered", func() bool { return ok.count() == 3 })
+		// Delivered and recorded: the clock jumps past every lease next.
+		testenv.Eventually(t, 20*time.Second, "the others delivered", func() bool {
+			for _, id := range okIDs {
+				if statusOf(t, r, id) != StatusDispatched {
+					return false
+				}
+			}
+			return ok.count() == 3
+		})
 
 		// The lease ends; once the relay has found the suspect, the hung
 		// worker is waited for PublishTimeout, then it goes out alone.
@@ -96,7 +105,7 @@ func TestAttemptsCutShortCountTowardsDead(t *testing.T) {
 // they were, missing ones as cut short, and not the one under way (an
 // inflight message whose lease holds; past it, that one was cut too).
 func TestAttemptLogFillsCutAttempts(t *testing.T) {
-	rows := []attemptRow{{Number: 1, Error: "503"}, {Number: 3}}
+	rows := []queue.Attempt{{Number: 1, Error: "503"}, {Number: 3}}
 	now := time.Now()
 	later, earlier := now.Add(time.Second), now.Add(-time.Second)
 	tests := []struct {
@@ -140,8 +149,8 @@ func addSuspects(t *testing.T, db *gorm.DB, topic string, n int) []string {
 			}
 			ids = append(ids, id)
 		}
-		return tx.Model(&messageRow{}).Where("id IN ?", ids).
-			Updates(map[string]any{"status": string(StatusInflight), "due_us": int64(1), "attempts": 1, "claim_token": "dead-process"}).Error
+		return tx.Exec(`UPDATE canal_queue_items SET state = 'running', lease_until_us = 1, attempt = 1, owner = 'dead-process'
+  WHERE public_id IN ?`, ids).Error
 	})
 	if err != nil {
 		t.Fatal(err)

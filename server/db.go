@@ -73,13 +73,17 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", name, err)
 	}
+	// Idle connections equal open ones: a connection closed when idle is
+	// opened again at the next burst, and each new one prepares the queue
+	// engine's statements again.
+	conns := 20
 	if name == "sqlite" {
 		// One writer at a time is SQLite's model; a small pool keeps
 		// readers concurrent under WAL without piling up busy waits.
-		sqlDB.SetMaxOpenConns(4)
-	} else {
-		sqlDB.SetMaxOpenConns(20)
+		conns = 4
 	}
+	sqlDB.SetMaxOpenConns(conns)
+	sqlDB.SetMaxIdleConns(conns)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := sqlDB.PingContext(pctx); err != nil {

@@ -10,19 +10,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
 	"gorm.io/gorm"
 )
 
-// newRelay migrates the outbox and builds its relay with the publishers the
-// configuration names (webhook, NATS JetStream, RabbitMQ, Redis Streams),
-// routed per topic by cfg.Routes: a topic with no route of its own goes to
+// newRelay migrates the outbox and builds its relay, a client of the queue
+// engine under proc, with the publishers the configuration names (webhook,
+// NATS JetStream, RabbitMQ, Redis Streams), routed per topic by cfg.Routes: a topic with no route of its own goes to
 // the "*" route, or else to every configured publisher. In the demo with no
 // publisher, a simulated email sender gets everything. It returns the
 // routing table as the dashboard shows it (URLs without secrets) and a func
 // that closes the publishers' connections.
-func newRelay(ctx context.Context, db *gorm.DB, cfg Config, log *slog.Logger) (*outbox.Relay, []templates.Route, func(), error) {
+func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process, log *slog.Logger) (*outbox.Relay, []templates.Route, func(), error) {
 	var closers []io.Closer
 	closeAll := func() {
 		for _, c := range slices.Backward(closers) {
@@ -36,7 +37,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, log *slog.Logger) (*
 	if err := outbox.Migrate(ctx, db); err != nil {
 		return fail(err)
 	}
-	relay, err := outbox.New(db, outbox.Config{Logger: log}) // it tags its own lines
+	relay, err := outbox.New(db, outbox.Config{Logger: log, Process: proc}) // it tags its own lines
 	if err != nil {
 		return fail(fmt.Errorf("outbox: %w", err))
 	}

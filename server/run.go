@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
+	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/server/demo"
 	"github.com/canalhq/canal/web"
@@ -24,10 +26,14 @@ import (
 // Run is the whole program. main calls it with the process's arguments,
 // environment and streams; tests call it in-process. It returns when ctx is
 // cancelled and everything has shut down. `canal bench ...` runs a
-// benchmark instead (see internal/bench) and returns when it is done.
+// benchmark instead (see internal/bench) and `canal migrate` applies the
+// database migrations; both return when done.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "bench" {
+	switch {
+	case len(args) > 1 && args[1] == "bench":
 		return runBench(ctx, args[2:], stdout, stderr)
+	case len(args) > 1 && args[1] == "migrate":
+		return runMigrate(ctx, args[2:], getenv, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -45,9 +51,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sqlDB, _ := db.DB()
 	defer sqlDB.Close()
 
-	if err := jobs.Migrate(ctx, db); err != nil {
+	if err := migrate(ctx, db); err != nil {
 		return err
 	}
+	// The process's presence in the queue engine (heartbeat, rescuer of
+	// expired leases, wake-ups from other processes): started before the
+	// engine's clients and stopped after them.
+	qdrv, err := queuedialect.For(db)
+	if err != nil {
+		return err
+	}
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
@@ -63,14 +77,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	relay, routes, closePublishers, err := newRelay(ctx, db, cfg, log)
+	relay, routes, closePublishers, err := newRelay(ctx, db, cfg, qproc, log)
 	if err != nil {
 		return err
 	}
 	defer closePublishers()
-	if err := demo.Migrate(ctx, db); err != nil {
-		return err
-	}
 	orders := demo.NewOrders(relay, nil, log.With("component", "orders"))
 
 	hub := web.NewHub(web.HubConfig{
@@ -104,6 +115,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// drains, the database closes.
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()
+	if err := qproc.Start(svcCtx); err != nil {
+		return err
+	}
+	// Last to stop (deferred before the database closes): the clients'
+	// leases are renewed until they have stopped.
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := qproc.Stop(stopCtx); err != nil {
+			log.Warn("queue process stop", "err", err)
+		}
+	}()
 	var procDone, relayDone, hubDone sync.WaitGroup
 	procDone.Go(func() {
 		if err := proc.Run(svcCtx); err != nil {

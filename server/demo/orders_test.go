@@ -94,7 +94,8 @@ func TestPlaceOrderRejectsBadInputAndWritesNothing(t *testing.T) {
 // When the message cannot be added the order is rolled back with it.
 func TestPlaceOrderIsAtomic(t *testing.T) {
 	db, _, o := setup(t)
-	if err := db.Migrator().DropTable("canal_outbox_messages"); err != nil {
+	// Outbox messages live in the queue engine's table.
+	if err := db.Migrator().DropTable("canal_queue_items"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := o.PlaceOrder(context.Background(), "ada", 100); err == nil {

@@ -1,0 +1,154 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Errors of the engine and its drivers; test with errors.Is.
+var (
+	ErrNotFound      = errors.New("queue: item not found")
+	ErrState         = errors.New("queue: item is not in a state that allows this")
+	ErrInvalidItem   = errors.New("queue: invalid item")
+	ErrDialect       = errors.New("queue: unsupported database dialect")
+	ErrInvalidConfig = errors.New("queue: invalid config")
+	ErrStopped       = errors.New("queue: client is not running")
+)
+
+// State is where an item is in its life.
+type State string
+
+// The states of an item. Pending, Held and Rescued wait; Running is leased
+// to a process; Done, Dead, Dropped and Cancelled are final (Dead until
+// retried by hand).
+const (
+	StatePending   State = "pending"   // claimable once RunAt is due
+	StateHeld      State = "held"      // keyed, behind an open item of its key
+	StateRunning   State = "running"   // leased to Owner until LeaseUntil
+	StateRescued   State = "rescued"   // its lease expired mid-attempt: a suspect
+	StateDone      State = "done"      //
+	StateDead      State = "dead"      // out of attempts, or permanent failure
+	StateDropped   State = "dropped"   // shed before it ran (a full-queue policy)
+	StateCancelled State = "cancelled" // cancelled by hand
+)
+
+// States lists every state.
+func States() []State {
+	return []State{StatePending, StateHeld, StateRunning, StateRescued, StateDone, StateDead, StateDropped, StateCancelled}
+}
+
+// Final reports whether s is an end state.
+func (s State) Final() bool {
+	switch s {
+	case StateDone, StateDead, StateDropped, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// Item is one stored item as the engine sees it.
+type Item struct {
+	ID          int64  // commit order within a key; the claim's order
+	PublicID    string // what users see
+	Queue       string // the use: "outbox", "work"
+	Kind        string // topic or work kind
+	Key         string // items of one non-empty key run one at a time in ID order
+	Priority    int    // 0 is the most urgent; see Config.Weights
+	Payload     json.RawMessage
+	Meta        json.RawMessage // headers or other metadata, a JSON object
+	State       State
+	Attempt     int  // attempts started (counted at claim)
+	Failures    int  // failed attempts since the last retry by hand
+	MaxAttempts int  // 0: the Client's default
+	Blocks      bool // a dead item that holds back its key
+	LastError   string
+	RunAt       time.Time // earliest next claim; zero: at once
+	LeaseUntil  time.Time // running only
+	Owner       string    // the claiming process, running only
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	StartedAt   time.Time // the current or last attempt's claim
+	FinishedAt  time.Time // reached a final state
+}
+
+// NewItem is what a use inserts.
+type NewItem struct {
+	PublicID    string // required, unique within the queue
+	Kind        string // required
+	Key         string
+	Priority    int
+	Payload     json.RawMessage // valid JSON; nil is stored as null
+	Meta        json.RawMessage // a JSON object; nil is {}
+	MaxAttempts int             // 0: the Client's default
+	RunAt       time.Time       // zero: at once, whatever any clock says
+	CreatedAt   time.Time       // zero: now
+	// State is the starting state: zero (pending, or held behind its key)
+	// or StateDropped, to record an item refused at intake.
+	State     State
+	LastError string // with StateDropped: why
+}
+
+// Attempt is one recorded attempt of an item, written by the completer.
+type Attempt struct {
+	ItemID   int64
+	Number   int
+	Started  time.Time
+	Duration time.Duration
+	Error    string
+}
+
+// MaxText bounds the error text stored per attempt.
+const MaxText = 2048
+
+// Text makes s storable in a text column of every dialect: valid UTF-8
+// without NUL, at most MaxText bytes. An error may quote what a receiver
+// answered; stored as is, it would fail the whole completion batch.
+func Text(s string) string {
+	if len(s) > MaxText {
+		s = s[:MaxText]
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// ValidText reports whether s can be stored as is (UTF-8, no NUL).
+func ValidText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+func (n NewItem) validate() error {
+	switch {
+	case n.PublicID == "" || !ValidText(n.PublicID) || len(n.PublicID) > 200:
+		return fmt.Errorf("%w: public id must be 1..200 bytes of UTF-8", ErrInvalidItem)
+	case n.Kind == "" || !ValidText(n.Kind) || len(n.Kind) > 200:
+		return fmt.Errorf("%w: kind must be 1..200 bytes of UTF-8", ErrInvalidItem)
+	case !ValidText(n.Key) || len(n.Key) > 200:
+		return fmt.Errorf("%w: key must be at most 200 bytes of UTF-8", ErrInvalidItem)
+	case n.State != "" && n.State != StatePending && n.State != StateDropped:
+		return fmt.Errorf("%w: start state %q", ErrInvalidItem, n.State)
+	case n.Payload != nil && !json.Valid(n.Payload):
+		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidItem)
+	case n.Meta != nil && !json.Valid(n.Meta):
+		return fmt.Errorf("%w: meta is not valid JSON", ErrInvalidItem)
+	}
+	return nil
+}
+
+// US is t in Unix microseconds, 0 for the zero time: how every time is
+// stored (BIGINT), so comparisons are integer comparisons on every dialect.
+func US(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// FromUS is the inverse of US, in UTC.
+func FromUS(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}

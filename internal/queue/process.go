@@ -1,0 +1,186 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// ProcessConfig tunes a Process. Zero fields take the defaults shown.
+type ProcessConfig struct {
+	Heartbeat      time.Duration    // heartbeat row and lease renewal: 1 s
+	RescueInterval time.Duration    // how often expired leases are looked for: 1 s
+	Clock          func() time.Time // time.Now
+	Logger         *slog.Logger     // slog.Default()
+}
+
+// Process is one running program's presence: a unique id (host, pid,
+// random), a heartbeat row, the lease renewal of every Client it runs, the
+// rescuer of expired leases (of any process) and the wake-ups from other
+// processes. It is a service: Start it before its Clients, Stop it after.
+type Process struct {
+	drv  Driver
+	cfg  ProcessConfig
+	row  ProcessRow
+	log  *slog.Logger
+	mu   sync.Mutex
+	cls  []*Client
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// NewProcess returns the process presence for drv.
+func NewProcess(drv Driver, cfg ProcessConfig) *Process {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.RescueInterval <= 0 {
+		cfg.RescueInterval = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return &Process{
+		drv: drv, cfg: cfg, log: cfg.Logger.With("component", "queue", "process", id),
+		row: ProcessRow{ID: id, Host: host, PID: os.Getpid()},
+	}
+}
+
+// ID is the process's unique id, the owner of what its Clients claim.
+func (p *Process) ID() string { return p.row.ID }
+
+func (p *Process) add(c *Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cls = append(p.cls, c)
+}
+
+func (p *Process) clients() []*Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Client(nil), p.cls...)
+}
+
+// Wake wakes this process's Clients of queue ("" for all) at once.
+func (p *Process) Wake(queue string) {
+	for _, c := range p.clients() {
+		if queue == "" || c.cfg.Queue == queue {
+			c.Wake()
+		}
+	}
+}
+
+// Start writes the heartbeat row and starts the heartbeat, the rescuer and
+// the listener. They run until Stop.
+func (p *Process) Start(ctx context.Context) error {
+	now := p.cfg.Clock()
+	p.row.StartedUS = US(now)
+	p.row.HeartbeatUS = US(now)
+	if err := p.drv.Heartbeat(ctx, p.row, nil, 0); err != nil {
+		return fmt.Errorf("queue: register process: %w", err)
+	}
+	ctx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
+	p.wg.Go(func() { p.heartbeats(ctx) })
+	p.wg.Go(func() { p.rescuer(ctx) })
+	p.wg.Go(func() {
+		for ctx.Err() == nil {
+			err := p.drv.Listen(ctx, p.Wake)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("queue: listening for wake-ups failed; polling until it is back", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	return nil
+}
+
+// Stop stops the process's loops and removes its heartbeat row. Stop its
+// Clients first: their leases are no longer renewed after this.
+func (p *Process) Stop(ctx context.Context) error {
+	if p.stop == nil {
+		return nil
+	}
+	p.stop()
+	p.wg.Wait()
+	p.stop = nil
+	if err := p.drv.Forget(ctx, p.row.ID); err != nil {
+		return fmt.Errorf("queue: forget process: %w", err)
+	}
+	return nil
+}
+
+func (p *Process) heartbeats(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.beat(ctx)
+	}
+}
+
+// beat renews the row and every client's live leases.
+func (p *Process) beat(ctx context.Context) {
+	now := p.cfg.Clock()
+	p.row.HeartbeatUS = US(now)
+	bctx, cancel := context.WithTimeout(ctx, 5*p.cfg.Heartbeat)
+	defer cancel()
+	cls := p.clients()
+	if len(cls) == 0 {
+		if err := p.drv.Heartbeat(bctx, p.row, nil, 0); err != nil && ctx.Err() == nil {
+			p.log.Warn("queue: heartbeat failed", "err", err)
+		}
+	}
+	for _, c := range cls {
+		ids := c.renewable(now)
+		if err := p.drv.Heartbeat(bctx, p.row, ids, US(now.Add(c.cfg.Lease))); err != nil && ctx.Err() == nil {
+			p.log.Warn("queue: heartbeat failed", "err", err)
+		}
+	}
+}
+
+func (p *Process) rescuer(ctx context.Context) {
+	t := time.NewTicker(p.cfg.RescueInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*p.cfg.RescueInterval)
+		n, err := p.drv.Rescue(rctx, US(p.cfg.Clock()), 1000)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("queue: rescue failed", "err", err)
+			}
+			continue
+		}
+		if n > 0 {
+			p.log.Warn("queue: rescued items whose lease expired (a process died or an attempt hung)", "items", n)
+			for _, c := range p.clients() {
+				c.suspectsFound()
+			}
+		}
+	}
+}

@@ -1,0 +1,296 @@
+// Package queuesql holds what the queue drivers share: the migration runner,
+// the row scanner and the portable read queries (through gorm, whose
+// placeholders suit every dialect). Dialect-specific SQL stays in the
+// drivers.
+package queuesql
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/canalhq/canal/internal/queue"
+	"gorm.io/gorm"
+)
+
+// Columns are the item columns every driver selects and returns, in Scan's order.
+const Columns = `id, public_id, queue, kind, item_key, priority, payload, meta, state, attempt, failures,
+  max_attempts, blocks, last_error, run_at_us, lease_until_us, owner, created_us, updated_us, started_us, finished_us`
+
+// Scanner is a *sql.Row or *sql.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// Scan reads one item in Columns' order.
+func Scan(s Scanner) (queue.Item, error) {
+	var it queue.Item
+	var payload, meta, state string
+	var runAt, lease, created, updated, started, finished int64
+	err := s.Scan(&it.ID, &it.PublicID, &it.Queue, &it.Kind, &it.Key, &it.Priority, &payload, &meta, &state,
+		&it.Attempt, &it.Failures, &it.MaxAttempts, &it.Blocks, &it.LastError, &runAt, &lease, &it.Owner,
+		&created, &updated, &started, &finished)
+	if err != nil {
+		return it, err
+	}
+	it.Payload, it.Meta, it.State = json.RawMessage(payload), json.RawMessage(meta), queue.State(state)
+	it.RunAt, it.LeaseUntil = queue.FromUS(runAt), queue.FromUS(lease)
+	it.CreatedAt, it.UpdatedAt = queue.FromUS(created), queue.FromUS(updated)
+	it.StartedAt, it.FinishedAt = queue.FromUS(started), queue.FromUS(finished)
+	return it, nil
+}
+
+// ScanAll reads every row and closes rows.
+func ScanAll(rows *sql.Rows, err error) ([]queue.Item, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []queue.Item
+	for rows.Next() {
+		it, err := Scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	return items, rows.Err()
+}
+
+// Migration is one numbered step of a driver's schema.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+	// IfTable: the step only applies when this table exists (adopting a
+	// schema made by an older Canal); otherwise it is recorded as done.
+	IfTable string
+}
+
+// Load reads files named NNNN_name.sql from dir of fsys. A first line
+// "-- if-table: T" sets IfTable.
+func Load(fsys fs.FS, dir string) ([]Migration, error) {
+	ents, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	var ms []Migration
+	for _, e := range ents {
+		name := e.Name()
+		num, rest, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+			return nil, fmt.Errorf("migration file %q: want NNNN_name.sql", name)
+		}
+		b, err := fs.ReadFile(fsys, dir+"/"+name)
+		if err != nil {
+			return nil, err
+		}
+		m := Migration{Version: v, Name: strings.TrimSuffix(rest, ".sql"), SQL: string(b)}
+		if first, _, _ := strings.Cut(m.SQL, "\n"); strings.HasPrefix(first, "-- if-table: ") {
+			m.IfTable = strings.TrimSpace(strings.TrimPrefix(first, "-- if-table: "))
+		}
+		ms = append(ms, m)
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i, m := range ms {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("migrations: version %d where %d was expected", m.Version, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// Dialect is what the runner needs from a driver.
+type Dialect struct {
+	// Lock serialises migrating processes inside tx (PostgreSQL: an
+	// advisory lock); nil when the BEGIN already does (SQLite's IMMEDIATE).
+	Lock func(ctx context.Context, tx *sql.Tx) error
+	// TableExists reports whether table exists in the current schema.
+	TableExists func(ctx context.Context, tx *sql.Tx, table string) (bool, error)
+	// Exec runs a migration's SQL (it may hold several statements).
+	Exec func(ctx context.Context, tx *sql.Tx, sql string) error
+}
+
+// Apply runs, each in its own transaction, the migrations not yet recorded
+// in canal_queue_schema.
+func Apply(ctx context.Context, db *sql.DB, d Dialect, ms []Migration) error {
+	for _, m := range ms {
+		if err := applyOne(ctx, db, d, m); err != nil {
+			return fmt.Errorf("queue migration %04d_%s: %w", m.Version, m.Name, err)
+		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, db *sql.DB, d Dialect, m Migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if d.Lock != nil {
+		if err := d.Lock(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS canal_queue_schema (
+  version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)`); err != nil {
+		return err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM canal_queue_schema WHERE version = `+strconv.Itoa(m.Version)).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	run := true
+	if m.IfTable != "" {
+		if run, err = d.TableExists(ctx, tx, m.IfTable); err != nil {
+			return err
+		}
+	}
+	if run {
+		if err := d.Exec(ctx, tx, m.SQL); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO canal_queue_schema (version, name, applied_us) VALUES (`+
+		strconv.Itoa(m.Version)+`, '`+m.Name+`', `+strconv.FormatInt(time.Now().UnixMicro(), 10)+`)`); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Reader is the portable read side of a driver.
+type Reader struct{ DB *gorm.DB }
+
+func (r Reader) one(ctx context.Context, where string, args ...any) (queue.Item, error) {
+	rows, err := r.DB.WithContext(ctx).Raw(`SELECT `+Columns+` FROM canal_queue_items WHERE `+where, args...).Rows()
+	items, err := ScanAll(rows, err)
+	if err != nil {
+		return queue.Item{}, err
+	}
+	if len(items) == 0 {
+		return queue.Item{}, queue.ErrNotFound
+	}
+	return items[0], nil
+}
+
+// Get reads one item by its public id.
+func (r Reader) Get(ctx context.Context, q, publicID string) (queue.Item, error) {
+	it, err := r.one(ctx, `queue = ? AND public_id = ?`, q, publicID)
+	if err != nil && !errors.Is(err, queue.ErrNotFound) {
+		return it, fmt.Errorf("get item: %w", err)
+	}
+	return it, err
+}
+
+// Attempts lists an item's recorded attempts in order.
+func (r Reader) Attempts(ctx context.Context, id int64) ([]queue.Attempt, error) {
+	rows, err := r.DB.WithContext(ctx).Raw(`SELECT number, started_us, duration_us, error FROM canal_queue_attempts WHERE item_id = ? ORDER BY number`, id).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("get attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []queue.Attempt
+	for rows.Next() {
+		a := queue.Attempt{ItemID: id}
+		var started, dur int64
+		if err := rows.Scan(&a.Number, &started, &dur, &a.Error); err != nil {
+			return nil, fmt.Errorf("get attempts: %w", err)
+		}
+		a.Started, a.Duration = queue.FromUS(started), time.Duration(dur)*time.Microsecond
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// List reads a page, newest first.
+func (r Reader) List(ctx context.Context, q queue.ListQuery) ([]queue.Item, error) {
+	where, args := []string{"queue = ?"}, []any{q.Queue}
+	if len(q.States) > 0 {
+		ss := make([]string, len(q.States))
+		for i, s := range q.States {
+			ss[i] = string(s)
+		}
+		where, args = append(where, "state IN ?"), append(args, ss)
+	}
+	if q.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, q.Kind)
+	}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
+	}
+	args = append(args, q.Limit)
+	rows, err := r.DB.WithContext(ctx).Raw(`SELECT `+Columns+` FROM canal_queue_items WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...).Rows()
+	items, err := ScanAll(rows, err)
+	if err != nil {
+		return nil, fmt.Errorf("list items: %w", err)
+	}
+	return items, nil
+}
+
+// Count counts per state, each up to limit over the (queue, state, id) index.
+func (r Reader) Count(ctx context.Context, q, kind string, limit int64) (map[queue.State]int64, error) {
+	out := map[queue.State]int64{}
+	db := r.DB.WithContext(ctx)
+	for _, st := range queue.States() {
+		var n int64
+		var err error
+		if kind == "" {
+			err = db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = ? LIMIT ?) capped`, q, string(st), limit).Scan(&n).Error
+		} else {
+			err = db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = ? AND kind = ? LIMIT ?) capped`, q, string(st), kind, limit).Scan(&n).Error
+		}
+		if err != nil {
+			return nil, fmt.Errorf("count %s items: %w", st, err)
+		}
+		out[st] = n
+	}
+	return out, nil
+}
+
+// OldestOpen is the created_us of the oldest open item, 0 if none.
+func (r Reader) OldestOpen(ctx context.Context, q string) (int64, error) {
+	var oldest int64
+	for _, st := range []queue.State{queue.StatePending, queue.StateHeld, queue.StateRunning, queue.StateRescued} {
+		var created []int64
+		// One indexed probe per state rather than an IN that might scan.
+		err := r.DB.WithContext(ctx).Raw(`SELECT created_us FROM canal_queue_items WHERE queue = ? AND state = ? ORDER BY id LIMIT 1`, q, string(st)).Scan(&created).Error
+		if err != nil {
+			return 0, fmt.Errorf("oldest item: %w", err)
+		}
+		if len(created) == 1 && (oldest == 0 || created[0] < oldest) {
+			oldest = created[0]
+		}
+	}
+	return oldest, nil
+}
+
+// Cleanup deletes done items finished before beforeUS, with their attempts.
+func (r Reader) Cleanup(ctx context.Context, q string, beforeUS int64, limit int) (int64, error) {
+	var n int64
+	err := r.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var ids []int64
+		err := tx.Raw(`DELETE FROM canal_queue_items WHERE id IN (
+  SELECT id FROM canal_queue_items WHERE queue = ? AND state = 'done' AND finished_us < ? ORDER BY finished_us LIMIT ?)
+RETURNING id`, q, beforeUS, limit).Scan(&ids).Error
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		n = int64(len(ids))
+		return tx.Exec(`DELETE FROM canal_queue_attempts WHERE item_id IN ?`, ids).Error
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cleanup: %w", err)
+	}
+	return n, nil
+}
