@@ -77,8 +77,8 @@ type Reader interface {
 	// OldestOpen is the creation time of the oldest pending, held, running
 	// or rescued item of queue, 0 if none.
 	OldestOpen(ctx context.Context, queue string) (int64, error)
-	// Cleanup deletes up to limit done items of queue finished before
-	// beforeUS, with their attempts.
+	// Cleanup deletes up to limit done or dropped items of queue finished
+	// before beforeUS, with their attempts.
 	Cleanup(ctx context.Context, queue string, beforeUS int64, limit int) (int64, error)
 }
 
