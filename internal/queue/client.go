@@ -61,7 +61,7 @@ type Config struct {
 	// RetryFor, if set, picks an item's policy (say, per kind) instead of
 	// Retry; the caller validates what it returns.
 	RetryFor func(Item) RetryPolicy
-	Weights     []int       // priority shares (see ClaimRequest); nil: priority 0 only
+	Weights  []int // priority shares (see ClaimRequest); nil: priority 0 only
 
 	// DeadBlocksKey says whether a dead item holds back its key (true) or
 	// is set aside (false); nil: always true.
