@@ -181,4 +181,3 @@ func state(t testing.TB, s jobs.Store, id string) jobs.WorkItem {
 	}
 	return w
 }
-
