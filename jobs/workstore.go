@@ -187,3 +187,44 @@ func (s gormStore) depths(ctx context.Context, nowUS int64, limit int) (due, lat
 	}
 	return due, later, nil
 }
+
+// ImportWork writes items as they stand, in any state, with their ids,
+// attempts and times (a fixture, or work carried over from elsewhere):
+// Enqueue only makes new pending items. s must come from NewStore.
+func ImportWork(ctx context.Context, s Store, items ...WorkItem) error {
+	gs, ok := s.(gormStore)
+	if !ok {
+		return fmt.Errorf("import work: %w: %T keeps no work items", ErrNoStore, s)
+	}
+	for _, w := range items {
+		if !ValidWorkState(w.State) || !w.Priority.valid() || !storableID(w.ID) || w.ID == "" {
+			return fmt.Errorf("import work %q: %w", w.ID, ErrInvalidState)
+		}
+		state, failures := map[WorkState]queue.State{
+			WorkPending: queue.StatePending, WorkRetrying: queue.StatePending, WorkRunning: queue.StateRunning,
+			WorkDone: queue.StateDone, WorkFailed: queue.StateDead, WorkDropped: queue.StateDropped,
+		}[w.State], 0
+		if w.State == WorkRetrying || w.State == WorkFailed {
+			failures = max(w.Attempts, 1)
+		}
+		payload := "null"
+		if len(w.Payload) > 0 {
+			payload = string(w.Payload)
+		}
+		var started, finished int64
+		if w.StartedAt != nil {
+			started = us(*w.StartedAt)
+		}
+		if w.FinishedAt != nil {
+			finished = us(*w.FinishedAt)
+		}
+		err := gs.db.WithContext(ctx).Exec(`INSERT INTO canal_queue_items (public_id, queue, kind, priority, payload, state,
+  attempt, failures, max_attempts, last_error, run_at_us, created_us, updated_us, started_us, finished_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.ID, workQueue, w.Kind, int(w.Priority), payload, string(state),
+			w.Attempts, failures, w.MaxAttempts, queue.Text(w.LastError), us(w.RunAt), us(w.CreatedAt), us(w.UpdatedAt), started, finished).Error
+		if err != nil {
+			return fmt.Errorf("import work %q: %w", w.ID, err)
+		}
+	}
+	return nil
+}
