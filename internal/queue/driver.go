@@ -53,7 +53,7 @@ type Driver interface {
 	// poll remain).
 	Listen(ctx context.Context, wake func(queue string)) error
 
-	// Retry makes a dead, pending (backoff) or rescued item due at once
+	// Retry makes a dead, dropped, pending (backoff) or rescued item due at once
 	// with a fresh budget of failures.
 	Retry(ctx context.Context, queue, publicID string, nowUS int64) (Item, error)
 	// RetryDead retries every dead item of queue (of kind, if not "").

@@ -428,6 +428,14 @@ func testAdmin(t *testing.T, d queue.Driver, db *gorm.DB) {
 	if _, err := d.Get(ctx, q, "c"); err != nil {
 		t.Fatalf("cancelled item: %v", err)
 	}
+	// A dropped item can be retried by hand; a done one cannot.
+	insert(t, d, db, item("e", ""))
+	if _, err := d.Drop(ctx, q, "e", queue.StateDropped, "shed", us(5*time.Second)); err != nil {
+		t.Fatalf("drop e: %v", err)
+	}
+	if it, err := d.Retry(ctx, q, "e", us(6*time.Second)); err != nil || it.State != queue.StatePending || !it.FinishedAt.IsZero() {
+		t.Fatalf("retry dropped: %+v %v", it, err)
+	}
 }
 
 func testClient(t *testing.T, d queue.Driver, db *gorm.DB) {
