@@ -114,10 +114,12 @@ const (
 	cmdStatus
 	cmdSetInterval
 	cmdList
+	cmdRetryWork
+	cmdDeleteWork
 )
 
 func (k commandKind) String() string {
-	return [...]string{"start", "stop", "trigger", "status", "set-interval", "list"}[k]
+	return [...]string{"start", "stop", "trigger", "status", "set-interval", "list", "retry work", "delete work"}[k]
 }
 
 // command is one request to the processor; reply is buffered so the processor
@@ -132,6 +134,7 @@ type command struct {
 type reply struct {
 	status Status
 	list   []Status
+	work   WorkItem // work commands (workadmin.go)
 	err    error
 }
 
@@ -458,8 +461,12 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 		}
 		cmd.reply <- r
 	}()
-	if cmd.kind == cmdList {
+	switch cmd.kind {
+	case cmdList:
 		r.list = p.list()
+		return
+	case cmdRetryWork, cmdDeleteWork:
+		r.work, r.err = p.workCommand(ctx, cmd)
 		return
 	}
 	j, ok := p.jobs[cmd.name]

@@ -73,7 +73,7 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	if err := db.WithContext(ctx).AutoMigrate(&jobRow{}, &runRow{}); err != nil {
 		return fmt.Errorf("migrate jobs tables: %w", err)
 	}
-	return nil
+	return migrateWindow(ctx, db) // window.go
 }
 
 // NewStore returns the store for db; its work items run on the queue
