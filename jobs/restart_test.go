@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if db := os.Getenv(childEnv); db != "" {
 		os.Exit(child(db))
 	}
+	if db := os.Getenv(mpEnv); db != "" {
+		os.Exit(mpChild(db))
+	}
 	os.Exit(m.Run())
 }
 
