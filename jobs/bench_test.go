@@ -111,7 +111,7 @@ func BenchmarkWorkDrain(b *testing.B) {
 			if s == nil {
 				return
 			}
-			p := jobs.NewProcessor(jobs.Config{Store: s, Workers: 32, WorkCapacity: b.N + 1})
+			p := jobs.NewProcessor(jobs.Config{Store: s, Workers: drainWorkers, WorkCapacity: b.N + 1})
 			var done atomic.Int64
 			all := make(chan struct{})
 			n := int64(b.N)
@@ -196,3 +196,8 @@ func serverSQLite(b *testing.B) (*gorm.DB, jobs.Store) {
 	}
 	return db, s
 }
+
+// drainWorkers is the drain's worker count: with a no-op handler, workers
+// only bound how many items one claim may fetch (Workers plus as many
+// ahead).
+const drainWorkers = 256

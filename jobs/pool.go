@@ -51,7 +51,8 @@ type pool struct {
 
 	closing   chan struct{} // closed: intake refused
 	closeOnce sync.Once
-	room      chan struct{} // an item finished: waiting senders count again
+	roomMu    sync.Mutex
+	room      chan struct{} // closed (and replaced) when items finish: waiting senders count again
 	creditMu  sync.Mutex
 	credit    int // enqueues allowed before the backlog is counted again
 
@@ -71,12 +72,15 @@ var priorityWeights = []int{8, 4, 2, 1}
 // waiting priority its share even with one worker.
 const minFetchAhead = 16
 
+// fetchCooldown is the least time between two claims of a process.
+const fetchCooldown = 2 * time.Millisecond
+
 func newPool(cfg *Config, events *emitter, store gormStore) *pool {
 	pl := &pool{
 		cfg: cfg, store: store, drv: store.drv, events: events, kinds: map[string]*kind{},
 		proc:    cfg.Process,
 		closing: make(chan struct{}),
-		room:    make(chan struct{}, 1),
+		room:    make(chan struct{}),
 	}
 	if pl.proc == nil {
 		pl.proc = queue.NewProcess(pl.drv, queue.ProcessConfig{Logger: cfg.Logger, Clock: cfg.Now})
@@ -128,6 +132,9 @@ func (pl *pool) start(ctx context.Context) error {
 	c, err := queue.NewClient(pl.drv, pl.proc, queue.Config{
 		Queue: workQueue, Workers: pl.cfg.Workers, FetchAhead: max(pl.cfg.Workers, minFetchAhead),
 		Lease: pl.cfg.WorkLease, PollInterval: pl.cfg.WorkPoll,
+		// Every Enqueue wakes the fetcher: a short cooldown gathers the
+		// items of a burst into one claim rather than one claim each.
+		FetchCooldown: fetchCooldown,
 		// The engine's deadline is the longest kind's; each kind's own
 		// is applied around its handler.
 		Timeout: timeout + time.Second,
@@ -302,6 +309,9 @@ func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
 			}
 			// Nothing left to drop: count again.
 		default: // Wait, until the caller's deadline
+			pl.roomMu.Lock()
+			room := pl.room
+			pl.roomMu.Unlock()
 			t := time.NewTimer(100 * time.Millisecond)
 			select {
 			case <-ctx.Done():
@@ -310,7 +320,7 @@ func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
 			case <-pl.closing:
 				t.Stop()
 				return ErrClosed
-			case <-pl.room:
+			case <-room:
 				t.Stop()
 			case <-t.C:
 			}
@@ -462,10 +472,10 @@ func (pl *pool) onEvent(ev queue.Event) {
 	}
 	pl.events.publish(Event{Type: typ, Work: &w})
 	if typ != EventWorkDeferred {
-		select {
-		case pl.room <- struct{}{}:
-		default:
-		}
+		pl.roomMu.Lock()
+		close(pl.room)
+		pl.room = make(chan struct{})
+		pl.roomMu.Unlock()
 	}
 }
 
