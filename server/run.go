@@ -66,24 +66,6 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
 	}
-	// One presence on the queue engine per program (unique id, heartbeat,
-	// rescuer of expired leases), shared by its clients: started before
-	// them, stopped after them.
-	drv, err := queuedialect.For(db)
-	if err != nil {
-		return fmt.Errorf("queue driver: %w", err)
-	}
-	qproc := queue.NewProcess(drv, queue.ProcessConfig{Logger: log.With("component", "queue")})
-	if err := qproc.Start(ctx); err != nil {
-		return err
-	}
-	defer func() {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := qproc.Stop(pctx); err != nil {
-			log.Warn("queue process stop", "err", err)
-		}
-	}()
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
 		Store: jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
