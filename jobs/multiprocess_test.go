@@ -39,6 +39,11 @@ func mpChild(db string) int {
 	ctx := context.Background()
 	name := os.Getenv(mpName)
 	n, _ := strconv.Atoi(os.Getenv(mpItems))
+	// p0, the one to be killed, is slower, so it always has items out.
+	sleep := 2 * time.Millisecond
+	if name == "p0" {
+		sleep = 20 * time.Millisecond
+	}
 	gdb, err := openDB(db)
 	var s jobs.Store
 	if err == nil {
@@ -58,7 +63,7 @@ func mpChild(db string) int {
 		// Recorded as it starts, so that a run the kill cuts is seen.
 		err := gdb.WithContext(ctx).Exec(`INSERT INTO mp_runs (item_id, process, started_us) VALUES (?, ?, ?)`,
 			w.ID, name, time.Now().UnixMicro()).Error
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(sleep)
 		return err
 	}, jobs.KindOptions{BreakerFailures: -1})
 	if err != nil {
@@ -162,6 +167,15 @@ func TestThreeProcessesOneKilled(t *testing.T) {
 		var n int64
 		return gdb.Raw(`SELECT COUNT(*) FROM mp_runs WHERE process = 'p0'`).Scan(&n).Error == nil && n > 0
 	})
+	// What p0 holds (claimed or running) as it is killed: its handler
+	// takes 20 ms, so what it held just before is mostly still out.
+	var held []string
+	testenv.Eventually(t, wait, "p0 holds items", func() bool {
+		held = nil
+		err := gdb.Raw(`SELECT public_id FROM canal_queue_items WHERE queue = 'work' AND state = 'running' AND owner LIKE ?`,
+			"%/"+strconv.Itoa(children[0].cmd.Process.Pid)+"/%").Scan(&held).Error
+		return err == nil && len(held) >= 5
+	})
 	killed := time.Now()
 	must(t, children[0].cmd.Process.Signal(syscall.SIGKILL))
 	_ = children[0].cmd.Wait()
@@ -234,7 +248,27 @@ func TestThreeProcessesOneKilled(t *testing.T) {
 		}
 		lastTakeover = max(lastTakeover, time.Duration(again.StartedUS-killed.UnixMicro())*time.Microsecond)
 	}
-	t.Logf("%d items, %d runs, %d re-runs of items p0 had started; last taken over %s after the kill", total, len(runs), reruns, lastTakeover)
+	// The items p0 held when it died: taken over by the live processes,
+	// each only once p0's lease could have ended.
+	takenOver := 0
+	for _, id := range held {
+		for _, r := range byItem[id] {
+			if r.Process == "p0" {
+				continue
+			}
+			takenOver++
+			if r.StartedUS < leaseEnd {
+				t.Errorf("item %s, held by p0, ran in %s %s after the kill, before p0's lease could end", id, r.Process,
+					time.Duration(r.StartedUS-killed.UnixMicro())*time.Microsecond)
+			}
+			lastTakeover = max(lastTakeover, time.Duration(r.StartedUS-killed.UnixMicro())*time.Microsecond)
+		}
+	}
+	if takenOver == 0 {
+		t.Errorf("none of the %d items p0 held at the kill was taken over", len(held))
+	}
+	t.Logf("%d items, %d runs; p0 held %d at the kill, %d taken over, %d re-runs of items it had started; last taken over %s after the kill",
+		total, len(runs), len(held), takenOver, reruns, lastTakeover)
 	// Taken over by the live processes while they run, not at a restart:
 	// within seconds of the lease's end (a generous bound, not a speed target).
 	if lastTakeover > mpLease+20*time.Second {
