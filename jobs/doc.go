@@ -7,26 +7,34 @@
 // takes one command, then whatever else is queued without blocking (the
 // WaitToReadAsync + TryRead loop).
 //
-// One-off work items go through one bounded queue per priority to a pool of
-// workers. Each kind has its handler, a rate limit, a retry policy
-// (exponential backoff with jitter up to MaxAttempts) and a circuit breaker.
+// One-off work items run on the queue engine (internal/queue): the table is
+// the queue. The engine's fetcher claims batches of due items, weighted
+// 8:4:2:1 by priority so that low never starves, and hands them through a
+// bounded channel to the workers; a completer records outcomes in batches.
+// Each kind has its handler, a rate limit and a circuit breaker (both snooze
+// the item back into the table, no attempt used, no worker held), a timeout
+// and a retry policy (exponential backoff with jitter up to MaxAttempts).
+// The backlog (items waiting in the table, in every process) is bounded by
+// WorkCapacity under the same full-mode policies as a channel.
 //
-// Bounded is the channel both use: a capacity, a full-channel policy (Wait,
+// Bounded is the control channel: a capacity, a full-channel policy (Wait,
 // DropNewest, DropOldest) and counters. Close stops intake and lets the
 // reader drain (the tutorial's Complete()).
 //
 // # Nothing accepted is lost
 //
-// Every work item is written to the Store before Enqueue returns, so the
-// store, not memory, is the record: after a restart or a kill -9, pending
-// items and items that were running run again (Config.Instance says whose
-// they were). A new item the queue refuses (full under Wait past the
-// caller's deadline, DropNewest, or closed) was never accepted: Enqueue
-// returns ErrFull or ErrClosed and the row is marked dropped. Under
-// DropOldest the evicted item had been accepted, so it is recorded as
-// dropped in the store with the reason and a work.dropped event, never
-// silently lost; choose DropOldest only for work that may be shed (like
-// the tutorial's logs). Wait, the default, never evicts anything.
+// Every work item is a row of the table before Enqueue returns (or commits
+// with the caller's transaction, EnqueueTx), so the table, not memory, is
+// the record. Each process has a unique id and a heartbeat that renews the
+// leases of what it runs; after a kill -9 any live process (or the next
+// start) takes the dead one's items back once their leases expired, and no
+// process takes another live process's items. A new item refused at a full
+// backlog (Wait past the caller's deadline, DropNewest) or after Shutdown
+// was never accepted: Enqueue returns ErrFull or ErrClosed and nothing is
+// stored. Under DropOldest the oldest waiting item had been accepted, so it
+// is recorded as dropped with the reason and a work.dropped event, never
+// silently lost; choose DropOldest only for work that may be shed (like the
+// tutorial's logs). Wait, the default, never evicts anything.
 //
 // Recurring jobs' state (running or stopped, interval) is saved before a
 // command's change is applied, so a restart keeps what the API answered.

@@ -25,6 +25,9 @@ var (
 	ErrInvalidPriority = errors.New("invalid priority")
 	ErrInvalidPayload  = errors.New("invalid payload")
 	ErrUnknownWork     = errors.New("unknown work item")
+	// ErrWorkState: the work item is not in a state that allows the
+	// command (retry: failed or dropped; delete: done, failed or dropped).
+	ErrWorkState = errors.New("work item is not in a state that allows this")
 	// ErrNoStore: work items need a Store; the processor has none.
 	ErrNoStore = errors.New("no work store configured")
 	// ErrDialect: the database's dialect has no store implementation.

@@ -39,10 +39,12 @@ func (p *Processor) Health() Health {
 	if c := h.Queue.Control; full(c.Len, c.Cap) {
 		h.Reasons = append(h.Reasons, fmt.Sprintf("control channel %d/%d", c.Len, c.Cap))
 	}
-	for _, pr := range Priorities() {
-		if n := h.Queue.Depths[pr.String()]; full(n, h.Queue.Capacity) {
-			h.Reasons = append(h.Reasons, fmt.Sprintf("%s queue %d/%d", pr, n, h.Queue.Capacity))
-		}
+	backlog := h.Queue.Scheduled
+	for _, n := range h.Queue.Depths {
+		backlog += n
+	}
+	if full(backlog, h.Queue.Capacity) {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("work backlog %d/%d", backlog, h.Queue.Capacity))
 	}
 	var open []string
 	for kind, st := range h.Queue.Breakers {

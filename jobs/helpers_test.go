@@ -3,7 +3,6 @@ package jobs_test
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -97,16 +96,28 @@ func (c *collector) all(typ jobs.EventType) []jobs.Event {
 
 func (c *collector) has(typ jobs.EventType) bool { return len(c.all(typ)) > 0 }
 
-// memStore is an in-memory Store for tests and benchmarks.
+// memStore is an in-memory Store of recurring jobs for tests. It has no
+// work items: those live in the queue engine's table (sqliteStore).
 type memStore struct {
-	mu    sync.Mutex
-	jobs  map[string]jobs.JobState
-	items map[string]jobs.WorkItem
-	owner map[string]string
+	mu   sync.Mutex
+	jobs map[string]jobs.JobState
 }
 
-func newMemStore() *memStore {
-	return &memStore{jobs: map[string]jobs.JobState{}, items: map[string]jobs.WorkItem{}, owner: map[string]string{}}
+func newMemStore() *memStore { return &memStore{jobs: map[string]jobs.JobState{}} }
+
+// sqliteStore is a migrated store on a private SQLite database: the
+// smallest store that runs work items.
+func sqliteStore(t testing.TB) jobs.Store {
+	t.Helper()
+	db := testenv.SQLite(t)
+	if err := jobs.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	s, err := jobs.NewStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func (m *memStore) LoadJobs(context.Context) ([]jobs.JobState, error) {
@@ -157,71 +168,8 @@ func (m *memStore) CountWork(context.Context, string, int) (map[jobs.WorkState]j
 	return map[jobs.WorkState]jobs.Count{}, nil
 }
 
-func (m *memStore) InsertWork(_ context.Context, w jobs.WorkItem) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.items[w.ID] = w
-	return nil
-}
-
-func (m *memStore) ClaimWork(_ context.Context, id, owner string, now, _ time.Time) (jobs.WorkItem, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w, ok := m.items[id]
-	if !ok || (w.State != jobs.WorkPending && w.State != jobs.WorkRetrying) {
-		return jobs.WorkItem{}, false, nil
-	}
-	w.State, w.Attempts, w.StartedAt = jobs.WorkRunning, w.Attempts+1, &now
-	m.items[id], m.owner[id] = w, owner
-	return w, true, nil
-}
-
-func (m *memStore) FinishWork(_ context.Context, owner string, w jobs.WorkItem, _ time.Time) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur, ok := m.items[w.ID]
-	if !ok || cur.State != jobs.WorkRunning || m.owner[w.ID] != owner {
-		return false, nil
-	}
-	m.items[w.ID] = w
-	return true, nil
-}
-
-func (m *memStore) DropWork(_ context.Context, id, reason string, _ time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if w, ok := m.items[id]; ok && (w.State == jobs.WorkPending || w.State == jobs.WorkRetrying) {
-		w.State, w.LastError = jobs.WorkDropped, reason
-		m.items[id] = w
-	}
-	return nil
-}
-
 func (m *memStore) GetWork(_ context.Context, id string) (jobs.WorkItem, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w, ok := m.items[id]
-	if !ok {
-		return jobs.WorkItem{}, jobs.ErrUnknownWork
-	}
-	return w, nil
-}
-
-func (m *memStore) RecoverWork(_ context.Context, owner string, _ time.Time) ([]jobs.WorkItem, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []jobs.WorkItem
-	for id, w := range m.items {
-		if w.State == jobs.WorkRunning && m.owner[id] == owner {
-			w.State = jobs.WorkPending
-			m.items[id] = w
-		}
-		if w.State == jobs.WorkPending || w.State == jobs.WorkRetrying {
-			out = append(out, w)
-		}
-	}
-	slices.SortFunc(out, func(a, b jobs.WorkItem) int { return int(a.Priority - b.Priority) })
-	return out, nil
+	return jobs.WorkItem{}, jobs.ErrUnknownWork
 }
 
 // state reads an item's state from s, failing the test on error.
@@ -232,20 +180,4 @@ func state(t testing.TB, s jobs.Store, id string) jobs.WorkItem {
 		t.Fatalf("GetWork(%s): %v", id, err)
 	}
 	return w
-}
-
-// oneSlowWorker is a processor with one worker, queues of two, and a kind
-// "slow" whose items run until release is closed (or their timeout).
-func oneSlowWorker(t *testing.T) (*jobs.Processor, chan struct{}) {
-	t.Helper()
-	p := jobs.NewProcessor(jobs.Config{Store: newMemStore(), Workers: 1, WorkCapacity: 2})
-	release := make(chan struct{})
-	must(t, p.RegisterKind("slow", func(ctx context.Context, _ jobs.WorkItem) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}, jobs.KindOptions{}))
-	return p, release
 }

@@ -273,7 +273,7 @@ func workFixture(t *testing.T, s jobs.Store, n int) []jobs.WorkItem {
 			State: states[i%len(states)], Attempts: i % 3, MaxAttempts: 5, LastError: "e" + fmt.Sprint(i),
 			CreatedAt: at, UpdatedAt: at, RunAt: at,
 		}
-		if err := s.InsertWork(context.Background(), it); err != nil {
+		if err := jobs.ImportWork(context.Background(), s, it); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, it)

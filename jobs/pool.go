@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -13,8 +12,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/queue"
+	"github.com/canalhq/canal/internal/queue/queuesql"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
+	"gorm.io/gorm"
 )
 
 // kind is a registered work kind. It is built before Run and only read
@@ -23,85 +25,66 @@ type kind struct {
 	name    string
 	handler WorkHandler
 	opts    KindOptions
+	retry   queue.RetryPolicy
 	limiter *rate.Limiter                       // nil: no limit
 	breaker *gobreaker.CircuitBreaker[struct{}] // nil: disabled
 }
 
-// pool runs work items: one bounded queue per priority feeds Workers
-// goroutines; a scheduler goroutine holds items that must wait (retry
-// backoff, rate limit, open breaker, recovery) and puts them back on the
-// queues when due. The store is the record of every accepted item, so what
-// is in memory can always be rebuilt from it.
+// pool runs work items on the queue engine (internal/queue): the table is
+// the queue. Enqueue inserts a row (in the caller's transaction if it
+// gives one); the engine's Client claims batches of due rows, weighted
+// 8:4:2:1 by priority so low never starves, hands them through a bounded
+// channel to Workers goroutines that call the kind's handler, and records
+// the outcomes in batches. A rate-limited kind or an open breaker snoozes
+// the item (back in the table for later, no attempt used, no worker held).
+// Leases are renewed by the Process's heartbeat; a dead process's items are
+// rescued by any other when their lease expires.
 type pool struct {
-	cfg    *Config
-	store  Store
-	events *emitter
-	kinds  map[string]*kind
-	queues [numPriorities]*Bounded[WorkItem]
-	sched  chan WorkItem // to the scheduler; RunAt says when
+	cfg     *Config
+	store   gormStore
+	drv     queue.Driver
+	proc    *queue.Process
+	ownProc bool // made here: started and stopped with the pool
+	events  *emitter
+	kinds   map[string]*kind
+	client  *queue.Client
 
-	schedCancel context.CancelFunc
-	schedDone   chan struct{}
-	draining    chan struct{} // closed once no item can be added: workers exit when the queues are empty
-	wg          sync.WaitGroup
-	workers     sync.WaitGroup
+	closing   chan struct{} // closed: intake refused
+	closeOnce sync.Once
+	roomMu    sync.Mutex
+	room      chan struct{} // closed (and replaced) when items finish: waiting senders count again
+	creditMu  sync.Mutex
+	credit    int // enqueues allowed before the backlog is counted again
 
-	// recovered says start has read the waiting items from the store.
-	// Items enqueued before that are already in their queue (or refused
-	// at its door): early lists them so that the recovery does not queue
-	// them a second time. The lock orders each enqueue's insert before or
-	// after the recovery's read.
-	recoverMu sync.RWMutex
-	recovered bool
-	earlyMu   sync.Mutex
-	early     map[string]struct{}
+	stopCleanup context.CancelFunc
+	cleanupDone chan struct{}
 
-	// turns is the order in which workers prefer priorities.
-	turns []Priority
-
-	busy, scheduled                       atomic.Int64
-	accepted, done, failed, retried, turn atomic.Uint64
+	busy                                               atomic.Int64
+	accepted, rejected, evicted, done, failed, retried atomic.Uint64
 }
 
-// priorityWeights share the workers' first picks 8:4:2:1 between critical,
-// high, normal and low: critical gets most turns, but low gets first pick
-// once in every 15 and cannot starve.
-var priorityWeights = [numPriorities]int{8, 4, 2, 1}
+// priorityWeights share each claimed batch 8:4:2:1 between critical, high,
+// normal and low: critical gets most, but low gets a share of every batch
+// while it has work and cannot starve.
+var priorityWeights = []int{8, 4, 2, 1}
 
-// weightedOrder spreads each priority's turns evenly (smooth weighted round
-// robin) rather than in runs.
-func weightedOrder(w [numPriorities]int) []Priority {
-	var cur [numPriorities]int
-	total := 0
-	for _, v := range w {
-		total += v
-	}
-	out := make([]Priority, 0, total)
-	for range total {
-		best := 0
-		for i := range cur {
-			cur[i] += w[i]
-			if cur[i] > cur[best] {
-				best = i
-			}
-		}
-		cur[best] -= total
-		out = append(out, Priority(best))
-	}
-	return out
-}
+// minFetchAhead: a batch of at least the weights' sum (15) gives every
+// waiting priority its share even with one worker.
+const minFetchAhead = 16
 
-func newPool(cfg *Config, events *emitter) *pool {
+// fetchCooldown is the least time between two claims of a process.
+const fetchCooldown = 2 * time.Millisecond
+
+func newPool(cfg *Config, events *emitter, store gormStore) *pool {
 	pl := &pool{
-		cfg: cfg, store: cfg.Store, events: events,
-		kinds:     map[string]*kind{},
-		sched:     make(chan WorkItem, 256),
-		schedDone: make(chan struct{}),
-		draining:  make(chan struct{}),
-		turns:     weightedOrder(priorityWeights),
+		cfg: cfg, store: store, drv: store.drv, events: events, kinds: map[string]*kind{},
+		proc:    cfg.Process,
+		closing: make(chan struct{}),
+		room:    make(chan struct{}),
 	}
-	for i := range pl.queues {
-		pl.queues[i] = NewBounded(cfg.WorkCapacity, cfg.WorkPolicy, pl.evict)
+	if pl.proc == nil {
+		pl.proc = queue.NewProcess(pl.drv, queue.ProcessConfig{Logger: cfg.Logger, Clock: cfg.Now})
+		pl.ownProc = true
 	}
 	return pl
 }
@@ -114,7 +97,10 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 		return fmt.Errorf("register kind %q: %w", name, ErrDuplicateKind)
 	}
 	opts.defaults()
-	k := &kind{name: name, handler: h, opts: opts}
+	k := &kind{name: name, handler: h, opts: opts, retry: queue.RetryPolicy{Base: opts.BackoffBase, Max: opts.BackoffMax}}
+	if err := k.retry.Validate(); err != nil {
+		return fmt.Errorf("register kind %q: %w", name, err)
+	}
 	if opts.Rate > 0 {
 		k.limiter = rate.NewLimiter(opts.Rate, opts.Burst)
 	}
@@ -136,241 +122,303 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 	return nil
 }
 
-// start recovers waiting items from the store and starts the scheduler and
-// the workers; they stop when ctx ends.
+// start starts the process (if the pool made it), the engine's client and
+// the retention cleanup.
 func (pl *pool) start(ctx context.Context) error {
-	pl.recoverMu.Lock()
-	items, err := pl.store.RecoverWork(ctx, pl.cfg.Instance, pl.now())
-	if err == nil {
-		items = slices.DeleteFunc(items, func(it WorkItem) bool { _, ok := pl.early[it.ID]; return ok })
-		pl.recovered, pl.early = true, nil
+	timeout := time.Minute
+	for _, k := range pl.kinds {
+		timeout = max(timeout, k.opts.Timeout)
 	}
-	pl.recoverMu.Unlock()
+	c, err := queue.NewClient(pl.drv, pl.proc, queue.Config{
+		Queue: workQueue, Workers: pl.cfg.Workers, FetchAhead: max(pl.cfg.Workers, minFetchAhead),
+		Lease: pl.cfg.WorkLease, PollInterval: pl.cfg.WorkPoll,
+		// Every Enqueue wakes the fetcher: a short cooldown gathers the
+		// items of a burst into one claim rather than one claim each.
+		FetchCooldown: fetchCooldown,
+		// The engine's deadline is the longest kind's; each kind's own
+		// is applied around its handler.
+		Timeout: timeout + time.Second,
+		Weights: priorityWeights,
+		RetryFor: func(it queue.Item) queue.RetryPolicy {
+			if k, ok := pl.kinds[it.Kind]; ok {
+				return k.retry
+			}
+			return queue.RetryPolicy{}
+		},
+		DeadBlocksKey: func(queue.Item) bool { return false },
+		Handler:       queue.HandlerFunc(pl.work),
+		OnEvent:       pl.onEvent,
+		Clock:         pl.cfg.Now,
+		Logger:        pl.cfg.Logger,
+	})
 	if err != nil {
+		return fmt.Errorf("work client: %w", err)
+	}
+	pl.client = c
+	if pl.ownProc {
+		if err := pl.proc.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.Start(ctx); err != nil {
 		return err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	pl.schedCancel = cancel
-	pl.wg.Go(func() { pl.scheduler(sctx, items) })
-	for range pl.cfg.Workers {
-		pl.workers.Go(func() { pl.worker(ctx) })
-	}
-	if len(items) > 0 {
-		pl.cfg.Logger.Info("recovered work items", "count", len(items))
-	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pl.stopCleanup, pl.cleanupDone = cancel, make(chan struct{})
+	go pl.cleanup(cctx)
 	return nil
 }
 
-func (pl *pool) wait() {
-	pl.workers.Wait()
-	pl.wg.Wait()
-}
+// close refuses new items from now on.
+func (pl *pool) close() { pl.closeOnce.Do(func() { close(pl.closing) }) }
 
-// drain closes the queues to new items and stops the scheduler (what it
-// held is retrying or pending in the store). From then on the queues only
-// shrink, so each worker finishes its item, takes what is left, and exits
-// when it finds them empty. drain waits for that, or for ctx.
-func (pl *pool) drain(ctx context.Context) error {
-	for _, q := range pl.queues {
-		q.Close() // returns once no Enqueue can add an item
+// stop stops claiming and lets the attempts in flight finish until ctx
+// ends; items claimed but not started go back to the table, and attempts
+// cut by ctx's end are given back uncounted.
+func (pl *pool) stop(ctx context.Context) error {
+	pl.close()
+	var err error
+	if pl.client != nil {
+		err = pl.client.Stop(ctx)
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 	}
-	if pl.schedCancel != nil {
-		pl.schedCancel()
-		<-pl.schedDone
+	if pl.stopCleanup != nil {
+		pl.stopCleanup()
+		<-pl.cleanupDone
+		pl.stopCleanup = nil
 	}
-	close(pl.draining)
-	done := make(chan struct{})
-	go func() { pl.workers.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	if pl.ownProc && pl.client != nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if perr := pl.proc.Stop(pctx); perr != nil {
+			pl.cfg.Logger.Warn("work process stop", "err", perr)
+		}
 	}
+	pl.client = nil
+	return err
 }
 
 func (pl *pool) now() time.Time { return pl.cfg.Now().UTC() }
 
-// enqueue stores the item, then offers it to its priority's queue. An item
-// the queue refuses was never accepted: it is marked dropped with the reason
-// and the caller gets the error (the API answers 503).
-func (pl *pool) enqueue(ctx context.Context, nw NewWork) (WorkItem, error) {
+func (pl *pool) validate(nw NewWork) (*kind, error) {
 	k, ok := pl.kinds[nw.Kind]
 	if !ok {
-		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, ErrUnknownKind)
+		return nil, fmt.Errorf("enqueue %q: %w", nw.Kind, ErrUnknownKind)
 	}
 	if !nw.Priority.valid() {
-		return WorkItem{}, fmt.Errorf("enqueue %q: %w: %d", nw.Kind, ErrInvalidPriority, int(nw.Priority))
+		return nil, fmt.Errorf("enqueue %q: %w: %d", nw.Kind, ErrInvalidPriority, int(nw.Priority))
 	}
 	if len(nw.Payload) > 0 && !json.Valid(nw.Payload) {
-		return WorkItem{}, fmt.Errorf("enqueue %q: %w: not JSON", nw.Kind, ErrInvalidPayload)
+		return nil, fmt.Errorf("enqueue %q: %w: not JSON", nw.Kind, ErrInvalidPayload)
 	}
 	if !utf8.Valid(nw.Payload) { // json.Valid lets it through; PostgreSQL does not
-		return WorkItem{}, fmt.Errorf("enqueue %q: %w: not valid UTF-8", nw.Kind, ErrInvalidPayload)
+		return nil, fmt.Errorf("enqueue %q: %w: not valid UTF-8", nw.Kind, ErrInvalidPayload)
 	}
-	q := pl.queues[nw.Priority]
+	return k, nil
+}
+
+// enqueue admits the item to the bounded backlog, then inserts it, in tx
+// if not nil (it commits with the caller's write) or on its own.
+func (pl *pool) enqueue(ctx context.Context, tx *gorm.DB, nw NewWork) (WorkItem, error) {
+	k, err := pl.validate(nw)
+	if err != nil {
+		return WorkItem{}, err
+	}
 	select {
-	case <-q.Closed():
+	case <-pl.closing:
+		pl.rejected.Add(1)
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, ErrClosed)
 	default:
 	}
-	now := pl.now()
-	it := WorkItem{
-		ID: rand.Text(), Kind: nw.Kind, Priority: nw.Priority, Payload: nw.Payload,
-		State: WorkPending, MaxAttempts: k.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now, RunAt: now,
+	db := tx
+	if db == nil {
+		db = pl.store.db
 	}
-	pl.recoverMu.RLock()
-	err := pl.store.InsertWork(ctx, it)
-	if err == nil && !pl.recovered {
-		pl.earlyMu.Lock()
-		if pl.early == nil {
-			pl.early = map[string]struct{}{}
-		}
-		pl.early[it.ID] = struct{}{}
-		pl.earlyMu.Unlock()
-	}
-	pl.recoverMu.RUnlock()
-	if err != nil {
+	db = db.WithContext(ctx)
+	if err := pl.admit(ctx, db); err != nil {
+		pl.rejected.Add(1)
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
 	}
-	// Published before the send so that it cannot arrive after the item's
-	// own started or done event.
-	pl.events.publish(Event{Type: EventWorkQueued, Work: &it})
-	if err := q.Send(ctx, it); err != nil {
-		reason := "rejected at the door: " + err.Error()
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if derr := pl.store.DropWork(dctx, it.ID, reason, pl.now()); derr != nil {
-			// It stays pending and runs after a restart: at least once.
-			pl.cfg.Logger.Error("record rejected work item", "id", it.ID, "err", derr)
-		}
-		it.State, it.LastError = WorkDropped, reason
-		pl.events.publish(Event{Type: EventWorkDropped, Work: &it})
+	now := pl.now()
+	ni := queue.NewItem{
+		PublicID: rand.Text(), Kind: nw.Kind, Priority: int(nw.Priority), Payload: nw.Payload,
+		MaxAttempts: k.opts.MaxAttempts, CreatedAt: now,
+	}
+	if len(ni.Payload) == 0 {
+		ni.Payload = nil
+	}
+	if _, err := queue.Insert(ctx, pl.drv, db, workQueue, now, ni); err != nil {
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
 	}
 	pl.accepted.Add(1)
+	it := WorkItem{
+		ID: ni.PublicID, Kind: nw.Kind, Priority: nw.Priority, Payload: nw.Payload,
+		State: WorkPending, MaxAttempts: k.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now, RunAt: now,
+	}
+	// Published before the wake so that it cannot arrive after the item's
+	// own started or done event.
+	pl.events.publish(Event{Type: EventWorkQueued, Work: &it})
+	if tx == nil {
+		pl.proc.Wake(workQueue)
+	} else {
+		// Claimable once the caller commits: PostgreSQL's trigger wakes
+		// every process then; in-process, look again shortly (the poll
+		// is the fallback).
+		time.AfterFunc(20*time.Millisecond, func() { pl.proc.Wake(workQueue) })
+	}
 	return it, nil
 }
 
-// evict records an item that DropOldest pushed out of a queue: it was
-// accepted, so it is marked dropped in the store, never silently lost.
-func (pl *pool) evict(ctx context.Context, it WorkItem) {
-	const reason = "evicted by a newer item (queue full, drop-oldest)"
-	if err := pl.store.DropWork(context.WithoutCancel(ctx), it.ID, reason, pl.now()); err != nil {
-		pl.cfg.Logger.Error("record evicted work item", "id", it.ID, "err", err)
-	}
-	it.State, it.LastError = WorkDropped, reason
-	pl.events.publish(Event{Type: EventWorkDropped, Work: &it})
-}
-
-// next takes the next item, preferring priorities in turns' order.
-func (pl *pool) next(ctx context.Context) (WorkItem, bool) {
-	first := pl.turns[(pl.turn.Add(1)-1)%uint64(len(pl.turns))]
-	if it, ok := pl.queues[first].TryRecv(); ok {
-		return it, true
-	}
-	for _, q := range pl.queues {
-		if it, ok := q.TryRecv(); ok {
-			return it, true
+// admit applies the full-backlog policy: the backlog is the waiting items
+// of the work queue in the table, bounded by WorkCapacity. Counting it
+// costs up to WorkCapacity index entries, so a count that finds room
+// allows half of that room without counting again (other processes share
+// the rest).
+func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
+	limit := pl.cfg.WorkCapacity
+	for {
+		pl.creditMu.Lock()
+		if pl.credit > 0 {
+			pl.credit--
+			pl.creditMu.Unlock()
+			return nil
 		}
-	}
-	select {
-	case it := <-pl.queues[Critical].C():
-		return it, true
-	case it := <-pl.queues[High].C():
-		return it, true
-	case it := <-pl.queues[Normal].C():
-		return it, true
-	case it := <-pl.queues[Low].C():
-		return it, true
-	case <-pl.draining:
-		// Nothing can be added any more: take what is left, then stop.
-		for _, q := range pl.queues {
-			if it, ok := q.TryRecv(); ok {
-				return it, true
+		n, err := pl.waiting(db, limit)
+		if err != nil {
+			pl.creditMu.Unlock()
+			return err
+		}
+		if n < limit {
+			pl.credit = (limit - n - 1) / 2
+			pl.creditMu.Unlock()
+			return nil
+		}
+		pl.creditMu.Unlock()
+		switch pl.cfg.WorkPolicy {
+		case DropNewest:
+			return ErrFull
+		case DropOldest:
+			dropped, err := pl.dropOldest(db)
+			if err != nil {
+				return err
+			}
+			if dropped {
+				return nil
+			}
+			// Nothing left to drop: count again.
+		default: // Wait, until the caller's deadline
+			pl.roomMu.Lock()
+			room := pl.room
+			pl.roomMu.Unlock()
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%w: %w", ErrFull, ctx.Err())
+			case <-pl.closing:
+				t.Stop()
+				return ErrClosed
+			case <-room:
+				t.Stop()
+			case <-t.C:
 			}
 		}
-		return WorkItem{}, false
-	case <-ctx.Done():
-		return WorkItem{}, false
 	}
 }
 
-func (pl *pool) worker(ctx context.Context) {
-	for {
-		it, ok := pl.next(ctx)
-		if !ok {
-			return
-		}
-		pl.process(ctx, it)
-	}
-}
-
-// later hands an item to the scheduler to be queued again at it.RunAt.
-func (pl *pool) later(ctx context.Context, it WorkItem) {
-	select {
-	case pl.sched <- it:
-	case <-pl.schedDone: // shutting down: the store has it as waiting
-	case <-ctx.Done():
-	}
-}
-
-// deferItem postpones an item without using an attempt.
-func (pl *pool) deferItem(ctx context.Context, it WorkItem, d time.Duration, why string) {
-	it.RunAt = pl.now().Add(d)
-	it.LastError = why
-	pl.events.publish(Event{Type: EventWorkDeferred, Work: &it})
-	pl.later(ctx, it)
-}
-
-func (pl *pool) process(ctx context.Context, q WorkItem) {
-	k, known := pl.kinds[q.Kind]
-	if known && k.limiter != nil {
-		r := k.limiter.Reserve()
-		if d := r.Delay(); d > 0 {
-			// Give the token back and let the scheduler hold the item,
-			// so a rate-limited kind does not tie up a worker.
-			r.Cancel()
-			pl.deferItem(ctx, q, d, "rate limited")
-			return
-		}
-	}
-	if known && k.breaker != nil && k.breaker.State() == gobreaker.StateOpen {
-		pl.deferItem(ctx, q, breakerRetry(k), "circuit breaker open")
-		return
-	}
-	now := pl.now()
-	timeout := time.Minute
-	if known {
-		timeout = k.opts.Timeout
-	}
-	it, ok, err := pl.store.ClaimWork(ctx, q.ID, pl.cfg.Instance, now, now.Add(timeout+30*time.Second))
+// waiting counts the pending items, up to limit.
+func (pl *pool) waiting(db *gorm.DB, limit int) (int, error) {
+	var n int64
+	err := db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = 'pending' LIMIT ?) bounded`,
+		workQueue, limit).Scan(&n).Error
 	if err != nil {
-		if ctx.Err() == nil {
-			pl.cfg.Logger.Error("claim work item", "id", q.ID, "err", err)
-			pl.deferItem(ctx, q, time.Second, "claim failed")
-		}
-		return
+		return 0, fmt.Errorf("count backlog: %w", err)
 	}
-	if !ok {
-		return // another claimant has it, or it is no longer waiting
-	}
-	pl.busy.Add(1)
-	defer pl.busy.Add(-1)
-	pl.events.publish(Event{Type: EventWorkStarted, Work: &it})
+	return int(n), nil
+}
 
-	var runErr error
-	if !known {
-		runErr = fmt.Errorf("%w: %q", ErrUnknownKind, it.Kind)
-		it.Attempts = it.MaxAttempts // no handler will ever appear in this run
-	} else {
-		runErr = pl.call(ctx, k, it)
+const evictReason = "evicted by a newer item (queue full, drop-oldest)"
+
+// dropOldest marks the oldest waiting item dropped: it was accepted, so it
+// is recorded with the reason and an event, never silently lost. It runs
+// on db (the caller's transaction, if any: on SQLite a second connection
+// would wait for that transaction's write lock). False: nothing was
+// waiting any more.
+func (pl *pool) dropOldest(db *gorm.DB) (bool, error) {
+	for range 10 {
+		rows, err := db.Raw(`SELECT `+queuesql.Columns+` FROM canal_queue_items WHERE queue = ? AND state = 'pending' ORDER BY id LIMIT 1`, workQueue).Rows()
+		items, err := queuesql.ScanAll(rows, err)
+		if err != nil {
+			return false, fmt.Errorf("find oldest: %w", err)
+		}
+		if len(items) == 0 {
+			return false, nil
+		}
+		it := items[0]
+		now := queue.US(pl.now())
+		res := db.Exec(`UPDATE canal_queue_items SET state = 'dropped', last_error = ?, finished_us = ?, updated_us = ?
+WHERE id = ? AND state = 'pending'`, evictReason, now, now, it.ID)
+		if res.Error != nil {
+			return false, fmt.Errorf("drop oldest: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			continue // claimed meanwhile: the next oldest
+		}
+		pl.evicted.Add(1)
+		it.State, it.LastError, it.FinishedAt, it.UpdatedAt = queue.StateDropped, evictReason, queue.FromUS(now), queue.FromUS(now)
+		w := toWork(it)
+		pl.events.publish(Event{Type: EventWorkDropped, Work: &w})
+		return true, nil
 	}
-	pl.finish(ctx, k, it, runErr)
+	return false, nil
 }
 
 func breakerRetry(k *kind) time.Duration {
 	return max(k.opts.BreakerOpenFor/4, 100*time.Millisecond)
+}
+
+// errInterrupted marks an attempt a hard stop cut: given back, not counted.
+var errInterrupted = errors.New("interrupted by shutdown")
+
+// work is the engine's handler: one attempt of one item.
+func (pl *pool) work(ctx context.Context, qi queue.Item) error {
+	k, known := pl.kinds[qi.Kind]
+	if !known {
+		// No handler will ever appear in this process.
+		return queue.Permanent(fmt.Errorf("%w: %q", ErrUnknownKind, qi.Kind))
+	}
+	if k.limiter != nil {
+		r := k.limiter.Reserve()
+		if d := r.Delay(); d > 0 {
+			// Give the token back; the item waits in the table, so a
+			// rate-limited kind does not tie up a worker.
+			r.Cancel()
+			return fmt.Errorf("rate limited: %w", queue.Snooze(d))
+		}
+	}
+	if k.breaker != nil && k.breaker.State() == gobreaker.StateOpen {
+		return fmt.Errorf("circuit breaker open: %w", queue.Snooze(breakerRetry(k)))
+	}
+	it := toWork(qi)
+	it.State, it.LastError = WorkRunning, ""
+	pl.busy.Add(1)
+	defer pl.busy.Add(-1)
+	pl.events.publish(Event{Type: EventWorkStarted, Work: &it})
+	err := pl.call(ctx, k, it)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(ctx.Err(), context.Canceled):
+		// Only a hard stop cancels the engine's context (its deadline is
+		// the engine's timeout): the attempt does not count.
+		return fmt.Errorf("%w: %w", errInterrupted, queue.Snooze(0))
+	case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
+		// The breaker refused the call: no attempt was made.
+		return fmt.Errorf("circuit breaker open: %w", queue.Snooze(breakerRetry(k)))
+	}
+	return err
 }
 
 // call runs the handler through the kind's breaker with the attempt's
@@ -393,170 +441,95 @@ func (pl *pool) call(ctx context.Context, k *kind, it WorkItem) error {
 	return err
 }
 
-// finish records the attempt's outcome and publishes it.
-func (pl *pool) finish(ctx context.Context, k *kind, it WorkItem, runErr error) {
-	now := pl.now()
-	it.UpdatedAt = now
+// onEvent turns the engine's recorded outcomes into work events; the
+// engine calls it after each batch is written.
+func (pl *pool) onEvent(ev queue.Event) {
+	w := toWork(ev.Item)
 	var typ EventType
-	switch {
-	case runErr == nil:
-		it.State, it.LastError, it.FinishedAt = WorkDone, "", &now
+	switch ev.Type {
+	case queue.EventDone:
+		pl.done.Add(1)
 		typ = EventWorkDone
-	case ctx.Err() != nil:
-		// Shutdown interrupted the attempt: it does not count, and the
-		// item runs again after the restart.
-		it.State, it.Attempts, it.RunAt = WorkPending, it.Attempts-1, now
-		typ = ""
-	case errors.Is(runErr, gobreaker.ErrOpenState) || errors.Is(runErr, gobreaker.ErrTooManyRequests):
-		// The breaker refused the call: no attempt was made.
-		it.State, it.Attempts, it.RunAt, it.LastError = WorkRetrying, it.Attempts-1, now.Add(breakerRetry(k)), runErr.Error()
-		typ = EventWorkDeferred
-	case it.Attempts < it.MaxAttempts:
-		it.State, it.LastError = WorkRetrying, runErr.Error()
-		it.RunAt = now.Add(backoff(k.opts.BackoffBase, k.opts.BackoffMax, it.Attempts))
+	case queue.EventRetry:
+		pl.retried.Add(1)
 		typ = EventWorkRetried
-	default:
-		it.State, it.LastError, it.FinishedAt = WorkFailed, runErr.Error(), &now
+	case queue.EventDead:
+		pl.failed.Add(1)
 		typ = EventWorkFailed
-	}
-	if !pl.record(ctx, it, now) {
+	case queue.EventSnoozed:
+		if errors.Is(ev.Err, errInterrupted) {
+			return
+		}
+		typ = EventWorkDeferred
+		if ev.Err != nil {
+			w.LastError = ev.Err.Error()
+		}
+	case queue.EventLeaseLost:
+		pl.cfg.Logger.Warn("work outcome not recorded: the claim was lost", "id", w.ID)
+		return
+	default:
 		return
 	}
-	switch typ {
-	case EventWorkDone:
-		pl.done.Add(1)
-	case EventWorkFailed:
-		pl.failed.Add(1)
-	case EventWorkRetried:
-		pl.retried.Add(1)
-	}
-	if typ != "" {
-		pl.events.publish(Event{Type: typ, Work: &it})
-	}
-	if it.State == WorkRetrying {
-		pl.later(ctx, it)
+	pl.events.publish(Event{Type: typ, Work: &w})
+	if typ != EventWorkDeferred {
+		pl.roomMu.Lock()
+		close(pl.room)
+		pl.room = make(chan struct{})
+		pl.roomMu.Unlock()
 	}
 }
 
-// record stores an attempt's outcome. While the store fails (a locked or
-// unreachable database) it tries again, with backoff, holding its worker:
-// an outcome left unrecorded would leave the item running in the store
-// until the next restart. It gives up only when the pool stops (recovery
-// then takes the item back) or when the claim was lost.
-func (pl *pool) record(ctx context.Context, it WorkItem, now time.Time) bool {
-	delay := 100 * time.Millisecond
-	for {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		ok, err := pl.store.FinishWork(sctx, pl.cfg.Instance, it, now)
-		cancel()
-		if err == nil {
-			if !ok {
-				pl.cfg.Logger.Warn("work outcome not recorded: the claim was lost", "id", it.ID, "state", it.State)
-			}
-			return ok
-		}
-		if ctx.Err() != nil {
-			pl.cfg.Logger.Error("work outcome not recorded; the item runs again after the restart", "id", it.ID, "state", it.State, "err", err)
-			return false
-		}
-		pl.cfg.Logger.Warn("record work outcome; trying again", "id", it.ID, "state", it.State, "in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		delay = min(2*delay, 5*time.Second)
+// cleanup deletes done and dropped items older than WorkRetention, in
+// bounded batches, until stopped.
+func (pl *pool) cleanup(ctx context.Context) {
+	defer close(pl.cleanupDone)
+	if pl.cfg.WorkRetention < 0 {
+		return
 	}
-}
-
-// scheduler owns the items that wait: a heap by RunAt, and per priority
-// the items that are due but not yet back on their queue. It never blocks
-// on a full queue without also listening for new items, so workers handing
-// it retries cannot deadlock with it.
-func (pl *pool) scheduler(ctx context.Context, recovered []WorkItem) {
-	defer close(pl.schedDone)
-	var (
-		waiting dueHeap
-		ready   [numPriorities][]WorkItem
-	)
-	for _, it := range recovered {
-		heap.Push(&waiting, it)
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	every := min(max(pl.cfg.WorkRetention/10, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
 	for {
-		now := pl.now()
-		for waiting.Len() > 0 && !waiting[0].RunAt.After(now) {
-			it := heap.Pop(&waiting).(WorkItem)
-			ready[it.Priority] = append(ready[it.Priority], it)
-		}
-		n := waiting.Len()
-		var out [numPriorities]chan WorkItem
-		var head [numPriorities]WorkItem
-		for p := range ready {
-			n += len(ready[p])
-			if len(ready[p]) > 0 {
-				out[p], head[p] = pl.queues[p].ch, ready[p][0]
-			}
-		}
-		pl.scheduled.Store(int64(n))
-		var due <-chan time.Time
-		if waiting.Len() > 0 {
-			timer.Reset(waiting[0].RunAt.Sub(now))
-			due = timer.C
-		}
 		select {
 		case <-ctx.Done():
-			pl.scheduled.Store(0)
 			return
-		case it := <-pl.sched:
-			heap.Push(&waiting, it)
-		case <-due:
-		case out[Critical] <- head[Critical]:
-			ready[Critical] = ready[Critical][1:]
-		case out[High] <- head[High]:
-			ready[High] = ready[High][1:]
-		case out[Normal] <- head[Normal]:
-			ready[Normal] = ready[Normal][1:]
-		case out[Low] <- head[Low]:
-			ready[Low] = ready[Low][1:]
+		case <-t.C:
+		}
+		for range 10 { // at most 10 batches a round; the rest next time
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			n, err := pl.drv.Cleanup(cctx, workQueue, queue.US(pl.now().Add(-pl.cfg.WorkRetention)), cleanupBatch)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					pl.cfg.Logger.Warn("work retention cleanup", "err", err)
+				}
+				break
+			}
+			if n < cleanupBatch {
+				break
+			}
 		}
 	}
 }
 
-// dueHeap orders waiting items by RunAt, then priority.
-type dueHeap []WorkItem
+const cleanupBatch = 1000
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	if !h[i].RunAt.Equal(h[j].RunAt) {
-		return h[i].RunAt.Before(h[j].RunAt)
+func (pl *pool) stats(ctx context.Context, s *QueueStats) {
+	due, later, err := pl.store.depths(ctx, queue.US(pl.now()), CountLimit)
+	if err != nil && ctx.Err() == nil {
+		pl.cfg.Logger.Warn("queue depths", "err", err)
 	}
-	return h[i].Priority < h[j].Priority
-}
-func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)   { *h = append(*h, x.(WorkItem)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
-}
-
-func (pl *pool) stats(s *QueueStats) {
-	for p, q := range pl.queues {
-		s.Depths[priorityNames[p]] = q.Len()
-		st := q.Stats()
-		s.Rejected += st.Rejected
-		s.Evicted += st.Evicted
+	for p := range numPriorities {
+		s.Depths[priorityNames[p]] = due[p]
+		s.Scheduled += later[p]
 	}
 	s.Capacity = pl.cfg.WorkCapacity
 	s.Policy = pl.cfg.WorkPolicy.String()
 	s.Workers = pl.cfg.Workers
 	s.Busy = int(pl.busy.Load())
-	s.Scheduled = int(pl.scheduled.Load())
 	s.Accepted = pl.accepted.Load()
+	s.Rejected = pl.rejected.Load()
+	s.Evicted = pl.evicted.Load()
 	s.Done = pl.done.Load()
 	s.Failed = pl.failed.Load()
 	s.Retried = pl.retried.Load()
@@ -570,15 +543,29 @@ func (pl *pool) stats(s *QueueStats) {
 	}
 }
 
-// Enqueue stores a work item and queues it. The item is in the store before
-// Enqueue returns, so once it returns without error the item will run, even
-// after a crash. ErrFull (possibly wrapping the ctx's deadline) or
-// ErrClosed mean it was not accepted.
+// Enqueue stores a work item in the queue's table. Once it returns without
+// error the item will run, even after a crash. ErrFull (possibly wrapping
+// the ctx's deadline) or ErrClosed mean it was not accepted.
 func (p *Processor) Enqueue(ctx context.Context, nw NewWork) (WorkItem, error) {
 	if p.pool == nil {
 		return WorkItem{}, ErrNoStore
 	}
-	return p.pool.enqueue(ctx, nw)
+	return p.pool.enqueue(ctx, nil, nw)
+}
+
+// EnqueueTx stores a work item in tx, the caller's own gorm transaction on
+// the processor's database: it commits, and becomes runnable, with the
+// caller's business write, or not at all. The backlog policy applies as in
+// Enqueue, inside tx (under Wait, waiting holds the transaction open: on
+// SQLite, where it blocks the writer, prefer DropNewest).
+func (p *Processor) EnqueueTx(ctx context.Context, tx *gorm.DB, nw NewWork) (WorkItem, error) {
+	if p.pool == nil {
+		return WorkItem{}, ErrNoStore
+	}
+	if tx == nil {
+		return WorkItem{}, fmt.Errorf("enqueue %q: %w: nil transaction", nw.Kind, ErrNoStore)
+	}
+	return p.pool.enqueue(ctx, tx, nw)
 }
 
 // Work reports a work item as stored; ErrUnknownWork if there is none.

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/canalhq/canal/internal/queue"
 )
 
 // Handler is one execution of a recurring job.
@@ -26,21 +28,38 @@ type Config struct {
 	EventCapacity int
 	// MinInterval is the smallest interval a job may have (default 100ms).
 	MinInterval time.Duration
-	// Store keeps job state and work items across restarts. Without one,
-	// job state lives in memory and Enqueue returns ErrNoStore.
+	// Store keeps job state across restarts; a store made by NewStore
+	// also runs work items on the queue engine. Without one, job state
+	// lives in memory and Enqueue returns ErrNoStore.
 	Store Store
-	// Workers is the work pool's size (default 4).
+	// Process is the program's presence on the queue engine (unique id,
+	// heartbeat, rescuer), shared with the outbox: started before Run and
+	// stopped after it by its owner. Nil: the processor makes its own and
+	// starts and stops it with Run.
+	Process *queue.Process
+	// Workers is how many work items run at once (default 4).
 	Workers int
-	// WorkCapacity bounds each priority's queue (default 256); WorkPolicy
-	// says what happens when it is full (default Wait). With DropOldest an
-	// evicted item is recorded as dropped in the store, never lost silently.
+	// WorkCapacity bounds the backlog: the work items waiting in the
+	// table, in every process (default 256). WorkPolicy says what Enqueue
+	// does when it is full (default Wait: until the caller's deadline,
+	// then ErrFull). With DropOldest the oldest waiting item is recorded
+	// as dropped, never lost silently.
 	WorkCapacity int
 	WorkPolicy   Policy
-	// Instance names this process as the owner of the items it claims
-	// (default "local"). Items a previous run of the same instance left
-	// running are taken back at once on restart; another instance's only
-	// once their lease expires. Give each process sharing a database its
-	// own name.
+	// WorkLease is how long a claimed item stays leased to this process
+	// without a heartbeat (default 10s): a dead process's items are taken
+	// over that long after its last heartbeat.
+	WorkLease time.Duration
+	// WorkPoll is how often the table is looked at when nothing wakes the
+	// workers (default 1s).
+	WorkPoll time.Duration
+	// WorkRetention is how long done and dropped items are kept (default
+	// 24h; negative: forever); failed ones stay until deleted by hand.
+	WorkRetention time.Duration
+	// Instance is ignored: every process has a unique id on the engine,
+	// and no process takes another live process's items.
+	//
+	// Deprecated: nothing to set.
 	Instance string
 	// RunHistory is how many runs of each recurring job the store keeps
 	// (default DefaultRunHistory); older ones are pruned.
@@ -69,8 +88,8 @@ func (c *Config) defaults() {
 	if c.WorkCapacity <= 0 {
 		c.WorkCapacity = 256
 	}
-	if c.Instance == "" {
-		c.Instance = "local"
+	if c.WorkRetention == 0 {
+		c.WorkRetention = 24 * time.Hour
 	}
 	if c.RunHistory <= 0 {
 		c.RunHistory = DefaultRunHistory
@@ -95,10 +114,12 @@ const (
 	cmdStatus
 	cmdSetInterval
 	cmdList
+	cmdRetryWork
+	cmdDeleteWork
 )
 
 func (k commandKind) String() string {
-	return [...]string{"start", "stop", "trigger", "status", "set-interval", "list"}[k]
+	return [...]string{"start", "stop", "trigger", "status", "set-interval", "list", "retry work", "delete work"}[k]
 }
 
 // command is one request to the processor; reply is buffered so the processor
@@ -113,6 +134,7 @@ type command struct {
 type reply struct {
 	status Status
 	list   []Status
+	work   WorkItem // work commands (workadmin.go)
 	err    error
 }
 
@@ -180,7 +202,9 @@ func NewProcessor(cfg Config) *Processor {
 		c.reply <- reply{err: fmt.Errorf("%s %q: %w", c.kind, c.name, ErrDropped)}
 	})
 	if cfg.Store != nil {
-		p.pool = newPool(&p.cfg, p.events)
+		if gs, ok := cfg.Store.(gormStore); ok {
+			p.pool = newPool(&p.cfg, p.events, gs)
+		}
 		p.recorder = newRecorder(cfg.Store, p.cfg.RunHistory, p.cfg.Logger)
 	}
 	return p
@@ -258,7 +282,9 @@ func (p *Processor) Run(ctx context.Context) error {
 		cancel()
 		runners.Wait()
 		if p.pool != nil {
-			p.pool.wait()
+			// A hard stop (after a drain, a no-op): attempts in flight
+			// are cancelled and given back.
+			_ = p.pool.stop(runCtx)
 		}
 		if p.recorder != nil {
 			p.recorder.stop()
@@ -313,8 +339,9 @@ func (p *Processor) Run(ctx context.Context) error {
 }
 
 // drain is the graceful half of shutdown: refuse new commands and work,
-// answer the commands already queued, and let queued work run until dctx
-// ends. Whatever is left stays pending in the store for the next start.
+// answer the commands already queued, claim no more work and let the
+// attempts in flight finish until dctx ends. Whatever is left stays
+// pending in the table, for another process or the next start.
 func (p *Processor) drain(dctx, runCtx context.Context, runners *sync.WaitGroup) error {
 	p.cmds.Close()
 	for {
@@ -325,9 +352,8 @@ func (p *Processor) drain(dctx, runCtx context.Context, runners *sync.WaitGroup)
 		p.handle(runCtx, runners, cmd)
 	}
 	if p.pool != nil {
-		if err := p.pool.drain(dctx); err != nil {
-			p.cfg.Logger.Warn("work queue not drained before the deadline; the rest stays pending", "err", err)
-			return nil
+		if err := p.pool.stop(dctx); err != nil {
+			p.cfg.Logger.Warn("work in flight not finished before the deadline; it goes back to pending", "err", err)
 		}
 	}
 	return nil
@@ -343,6 +369,9 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 		p.shutEarly = true
 		p.early.Unlock()
 		p.cmds.Close()
+		if p.pool != nil {
+			p.pool.close()
+		}
 		return nil
 	}
 	p.early.Unlock()
@@ -432,8 +461,12 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 		}
 		cmd.reply <- r
 	}()
-	if cmd.kind == cmdList {
+	switch cmd.kind {
+	case cmdList:
 		r.list = p.list()
+		return
+	case cmdRetryWork, cmdDeleteWork:
+		r.work, r.err = p.workCommand(ctx, cmd)
 		return
 	}
 	j, ok := p.jobs[cmd.name]
@@ -652,7 +685,9 @@ func sameQueue(a, b QueueStats) bool {
 func (p *Processor) queueStats() *QueueStats {
 	s := &QueueStats{Depths: map[string]int{}, Control: p.cmds.Stats(), EventsDropped: p.events.dropped.Load()}
 	if p.pool != nil {
-		p.pool.stats(s)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.pool.stats(ctx, s)
 	}
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/testenv"
@@ -27,10 +28,15 @@ func TestMain(m *testing.M) {
 	if db := os.Getenv(childEnv); db != "" {
 		os.Exit(child(db))
 	}
+	if db := os.Getenv(mpEnv); db != "" {
+		os.Exit(mpChild(db))
+	}
 	os.Exit(m.Run())
 }
 
-const childItems = 12
+// childItems is more than the child claims ahead of its workers (3 + 16),
+// so that some wait in the table when it is killed.
+const childItems = 40
 
 func openDB(db string) (*gorm.DB, error) {
 	cfg := &gorm.Config{Logger: logger.Discard}
@@ -56,7 +62,7 @@ func child(db string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p := jobs.NewProcessor(jobs.Config{Store: s, Workers: 3})
+	p := jobs.NewProcessor(jobs.Config{Store: s, Workers: 3, WorkLease: 2 * time.Second, WorkCapacity: 1000})
 	err = p.RegisterKind("report.pdf", func(ctx context.Context, w jobs.WorkItem) error {
 		fmt.Println("started", w.ID)
 		<-ctx.Done()
@@ -136,6 +142,8 @@ func TestKilledMidWorkLosesNothing(t *testing.T) {
 				t.Fatalf("after the kill: %d running, %d pending of %d; want both kinds and nothing else", interrupted, pending, childItems)
 			}
 
+			// The dead child's claims are rescued once their lease (2s)
+			// expired, and run one at a time as suspects.
 			p := jobs.NewProcessor(jobs.Config{Store: s, Workers: 3})
 			must(t, p.RegisterKind("report.pdf", func(context.Context, jobs.WorkItem) error { return nil }, jobs.KindOptions{}))
 			running(t, p)

@@ -24,7 +24,7 @@ type Config struct {
 	DB            string
 	Demo          bool
 	Workers       int
-	QueueCapacity int    // work items per priority queue
+	QueueCapacity int    // bound of the waiting work items (the backlog)
 	QueuePolicy   string // wait, drop-newest or drop-oldest
 	WebhookURL    string
 	NATSURL       string
@@ -80,7 +80,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.DB, "db", "canal.db", "database: a SQLite file path, a sqlite: URL, or a postgres:// URL")
 	fs.BoolVar(&cfg.Demo, "demo", true, "run demo jobs, work and orders so the dashboard is alive")
 	fs.IntVar(&cfg.Workers, "workers", 4, "work item worker pool size (1-1024)")
-	fs.IntVar(&cfg.QueueCapacity, "queue-capacity", 256, "work items each priority queue holds (1-100000)")
+	fs.IntVar(&cfg.QueueCapacity, "queue-capacity", 1024, "work items that may wait in the backlog, in every process (1-100000)")
 	fs.StringVar(&cfg.QueuePolicy, "queue-policy", "wait", "when a work queue is full: wait (then 503), drop-newest (503 at once) or drop-oldest (evicted items are recorded as dropped)")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "POST every outbox message to this http(s) URL")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish every outbox message to this NATS JetStream server (nats://host:port)")

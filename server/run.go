@@ -68,7 +68,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
-		Store: jobStore, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
+		Store: jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
 		Logger: log.With("component", "jobs"),
 	})
 	if cfg.Demo {

@@ -235,7 +235,7 @@ func TestWorkPageFromTheStoreAfterARestart(t *testing.T) {
 		for i := range 60 {
 			at := base.Add(time.Duration(i) * time.Second)
 			w := jobs.WorkItem{ID: fmt.Sprintf("D%02d", i), Kind: "report.pdf", State: jobs.WorkDone, Attempts: 1, MaxAttempts: 5, CreatedAt: at, UpdatedAt: at, RunAt: at}
-			if err := s.InsertWork(context.Background(), w); err != nil {
+			if err := jobs.ImportWork(context.Background(), s, w); err != nil {
 				t.Fatal(err)
 			}
 		}

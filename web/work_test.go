@@ -165,7 +165,7 @@ func TestWorkListAPI(t *testing.T) {
 			at := base.Add(time.Duration(i) * time.Second)
 			w := jobs.WorkItem{ID: fmt.Sprintf("W%d", i), Kind: []string{"email", "sms"}[i%2], State: states[i%3],
 				Attempts: 1, MaxAttempts: 3, CreatedAt: at, UpdatedAt: at, RunAt: at, Payload: json.RawMessage(`{"big":true}`)}
-			if err := s.InsertWork(context.Background(), w); err != nil {
+			if err := jobs.ImportWork(context.Background(), s, w); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -58,7 +58,10 @@ type Config struct {
 
 	MaxAttempts int         // failures before dead, when an item has none of its own: 8
 	Retry       RetryPolicy // shared backoff
-	Weights     []int       // priority shares (see ClaimRequest); nil: priority 0 only
+	// RetryFor, if set, picks an item's policy (say, per kind) instead of
+	// Retry; the caller validates what it returns.
+	RetryFor func(Item) RetryPolicy
+	Weights  []int // priority shares (see ClaimRequest); nil: priority 0 only
 
 	// DeadBlocksKey says whether a dead item holds back its key (true) or
 	// is set aside (false); nil: always true.
@@ -502,7 +505,11 @@ func (c *Client) attempt(ctx context.Context, cl *claimed) finished {
 		o.State, o.Blocks = StateDead, c.cfg.DeadBlocksKey(it)
 		return finished{cl: cl, out: o, err: err, ev: EventDead}
 	}
-	o.State, o.RunAtUS = StatePending, US(end.Add(c.cfg.Retry.Delay(o.Failures)))
+	policy := c.cfg.Retry
+	if c.cfg.RetryFor != nil {
+		policy = c.cfg.RetryFor(it)
+	}
+	o.State, o.RunAtUS = StatePending, US(end.Add(policy.Delay(o.Failures)))
 	return finished{cl: cl, out: o, err: err, ev: EventRetry}
 }
 

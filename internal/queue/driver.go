@@ -53,7 +53,7 @@ type Driver interface {
 	// poll remain).
 	Listen(ctx context.Context, wake func(queue string)) error
 
-	// Retry makes a dead, pending (backoff) or rescued item due at once
+	// Retry makes a dead, dropped, pending (backoff) or rescued item due at once
 	// with a fresh budget of failures.
 	Retry(ctx context.Context, queue, publicID string, nowUS int64) (Item, error)
 	// RetryDead retries every dead item of queue (of kind, if not "").
@@ -77,8 +77,8 @@ type Reader interface {
 	// OldestOpen is the creation time of the oldest pending, held, running
 	// or rescued item of queue, 0 if none.
 	OldestOpen(ctx context.Context, queue string) (int64, error)
-	// Cleanup deletes up to limit done items of queue finished before
-	// beforeUS, with their attempts.
+	// Cleanup deletes up to limit done or dropped items of queue finished
+	// before beforeUS, with their attempts.
 	Cleanup(ctx context.Context, queue string, beforeUS int64, limit int) (int64, error)
 }
 

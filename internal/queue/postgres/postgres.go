@@ -553,7 +553,7 @@ func (d *Driver) notify(ctx context.Context, tx *sql.Tx, q string) error {
 }
 
 const retrySet = `SET state = CASE WHEN state = 'rescued' THEN 'rescued'
-    WHEN state = 'dead' AND NOT blocks AND item_key <> '' THEN 'held' ELSE 'pending' END,
+    WHEN state IN ('dead', 'dropped') AND NOT blocks AND item_key <> '' THEN 'held' ELSE 'pending' END,
   run_at_us = 0, failures = 0, blocks = false, finished_us = 0, updated_us = $1`
 
 // Retry retries one item by hand.
@@ -561,7 +561,7 @@ func (d *Driver) Retry(ctx context.Context, q, publicID string, nowUS int64) (qu
 	var out queue.Item
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
-WHERE queue = $2 AND public_id = $3 AND state IN ('dead', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
+WHERE queue = $2 AND public_id = $3 AND state IN ('dead', 'dropped', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
 		if err != nil {
 			return err
 		}

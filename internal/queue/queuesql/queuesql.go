@@ -275,19 +275,32 @@ func (r Reader) OldestOpen(ctx context.Context, q string) (int64, error) {
 	return oldest, nil
 }
 
-// Cleanup deletes done items finished before beforeUS, with their attempts.
+// Cleanup deletes done items, then dropped ones, finished before beforeUS,
+// with their attempts: at most limit rows, oldest first, each state over
+// its own partial index.
 func (r Reader) Cleanup(ctx context.Context, q string, beforeUS int64, limit int) (int64, error) {
 	var n int64
 	err := r.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var ids []int64
-		err := tx.Raw(`DELETE FROM canal_queue_items WHERE id IN (
-  SELECT id FROM canal_queue_items WHERE queue = ? AND state = 'done' AND finished_us < ? ORDER BY finished_us LIMIT ?)
-RETURNING id`, q, beforeUS, limit).Scan(&ids).Error
-		if err != nil || len(ids) == 0 {
-			return err
+		for _, st := range []queue.State{queue.StateDone, queue.StateDropped} {
+			if int(n) >= limit {
+				return nil
+			}
+			var ids []int64
+			err := tx.Raw(`DELETE FROM canal_queue_items WHERE id IN (
+  SELECT id FROM canal_queue_items WHERE queue = ? AND state = ? AND finished_us < ? ORDER BY finished_us LIMIT ?)
+RETURNING id`, q, string(st), beforeUS, limit-int(n)).Scan(&ids).Error
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			n += int64(len(ids))
+			if err := tx.Exec(`DELETE FROM canal_queue_attempts WHERE item_id IN ?`, ids).Error; err != nil {
+				return err
+			}
 		}
-		n = int64(len(ids))
-		return tx.Exec(`DELETE FROM canal_queue_attempts WHERE item_id IN ?`, ids).Error
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("cleanup: %w", err)

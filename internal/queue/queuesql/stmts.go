@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"time"
 )
 
 // Stmts prepares each statement once per pool and keeps it, so the hot path
@@ -15,16 +16,28 @@ type Stmts struct {
 	m  map[string]*sql.Stmt
 }
 
-// Get returns the prepared form of q.
-func (s *Stmts) Get(ctx context.Context, q string) (*sql.Stmt, error) {
+func (s *Stmts) cached(q string) *sql.Stmt {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st, ok := s.m[q]; ok {
+	return s.m[q]
+}
+
+// Get returns the prepared form of q. The lock is not held while it
+// prepares: preparing takes a connection of the pool, which may have to
+// wait for one.
+func (s *Stmts) Get(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st := s.cached(q); st != nil {
 		return st, nil
 	}
 	st, err := s.DB.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.m[q]; ok {
+		_ = st.Close()
+		return old, nil
 	}
 	if s.m == nil {
 		s.m = map[string]*sql.Stmt{}
@@ -33,26 +46,49 @@ func (s *Stmts) Get(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// inTx is q's statement on tx. Not prepared yet, q is prepared on tx's own
+// connection for this once (and on the pool in the background): preparing
+// on the pool from inside a transaction would wait for a second
+// connection, which, with a small pool whose other connections wait for
+// this transaction's write lock (SQLite), never comes.
+func (s *Stmts) inTx(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st := s.cached(q); st != nil {
+		return tx.StmtContext(ctx, st), nil
+	}
+	go func() {
+		pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = s.Get(pctx, q)
+	}()
+	return tx.PrepareContext(ctx, q)
+}
+
 // Query runs q (in tx if not nil) and scans items.
 func (s *Stmts) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.Get(ctx, q)
+	var st *sql.Stmt
+	var err error
+	if tx != nil {
+		st, err = s.inTx(ctx, tx, q)
+	} else {
+		st, err = s.Get(ctx, q)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if tx != nil {
-		st = tx.StmtContext(ctx, st)
 	}
 	return st.QueryContext(ctx, args...)
 }
 
 // Exec runs q (in tx if not nil).
 func (s *Stmts) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	st, err := s.Get(ctx, q)
+	var st *sql.Stmt
+	var err error
+	if tx != nil {
+		st, err = s.inTx(ctx, tx, q)
+	} else {
+		st, err = s.Get(ctx, q)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if tx != nil {
-		st = tx.StmtContext(ctx, st)
 	}
 	return st.ExecContext(ctx, args...)
 }

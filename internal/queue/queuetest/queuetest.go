@@ -413,11 +413,28 @@ func testAdmin(t *testing.T, d queue.Driver, db *gorm.DB) {
 	if oldest, err := d.OldestOpen(ctx, q); err != nil || oldest != us(0) {
 		t.Fatalf("oldest open: %d %v", oldest, err)
 	}
-	if n, err := d.Cleanup(ctx, q, us(time.Hour), 10); err != nil || n != 1 {
+	if _, err := d.Drop(ctx, q, "d", queue.StateDropped, "shed", us(3*time.Second)); err != nil {
+		t.Fatalf("drop: %v", err)
+	}
+	// Done and dropped items go; cancelled ones stay.
+	if n, err := d.Cleanup(ctx, q, us(time.Hour), 10); err != nil || n != 2 {
 		t.Fatalf("cleanup: %d %v", n, err)
 	}
-	if _, err := d.Get(ctx, q, "b"); !errors.Is(err, queue.ErrNotFound) {
-		t.Fatalf("cleaned item: %v", err)
+	for _, id := range []string{"b", "d"} {
+		if _, err := d.Get(ctx, q, id); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("cleaned item %s: %v", id, err)
+		}
+	}
+	if _, err := d.Get(ctx, q, "c"); err != nil {
+		t.Fatalf("cancelled item: %v", err)
+	}
+	// A dropped item can be retried by hand; a done one cannot.
+	insert(t, d, db, item("e", ""))
+	if _, err := d.Drop(ctx, q, "e", queue.StateDropped, "shed", us(5*time.Second)); err != nil {
+		t.Fatalf("drop e: %v", err)
+	}
+	if it, err := d.Retry(ctx, q, "e", us(6*time.Second)); err != nil || it.State != queue.StatePending || !it.FinishedAt.IsZero() {
+		t.Fatalf("retry dropped: %+v %v", it, err)
 	}
 }
 

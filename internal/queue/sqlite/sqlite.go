@@ -414,7 +414,7 @@ func (d *Driver) Listen(ctx context.Context, wake func(string)) error { return n
 // retrySet makes an item waiting and due at once: a set-aside dead item of a
 // key goes behind the key's open items (held, promoted below if none).
 const retrySet = `SET state = CASE WHEN state = 'rescued' THEN 'rescued'
-    WHEN state = 'dead' AND NOT blocks AND item_key <> '' THEN 'held' ELSE 'pending' END,
+    WHEN state IN ('dead', 'dropped') AND NOT blocks AND item_key <> '' THEN 'held' ELSE 'pending' END,
   run_at_us = 0, failures = 0, blocks = 0, finished_us = 0, updated_us = ?1`
 
 // Retry retries one item by hand.
@@ -422,7 +422,7 @@ func (d *Driver) Retry(ctx context.Context, q, publicID string, nowUS int64) (qu
 	var out queue.Item
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
-WHERE queue = ?2 AND public_id = ?3 AND state IN ('dead', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
+WHERE queue = ?2 AND public_id = ?3 AND state IN ('dead', 'dropped', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	_ "embed"
 	"os"
 	"testing"
 
@@ -37,4 +38,19 @@ func TestAdoptsTheOutboxOfOlderCanal(t *testing.T) {
 		t.Fatal(err)
 	}
 	queuetest.Adopt(t, db, d, string(schema))
+}
+
+//go:embed testdata/work_v0.sql
+var workV0 string
+
+// A database made by Canal before the queue engine keeps its work items.
+func TestAdoptWorkItems(t *testing.T) {
+	db := testenv.SQLite(t)
+	queuetest.AdoptWork(t, db, workV0, func() queue.Driver {
+		d, err := sqlite.New(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
 }
