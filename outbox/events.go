@@ -136,7 +136,9 @@ func (r *Relay) statsLoop(ctx context.Context, w *window, samples <-chan sample)
 }
 
 func (r *Relay) publishStats(ctx context.Context, w *window) {
-	cctx, cancel := context.WithTimeout(ctx, r.cfg.StatsInterval*5)
+	// Not cut by the relay's stop: a query cancelled mid-flight is logged
+	// as an error by gorm at every shutdown. The timeout still bounds it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StatsInterval*5)
 	defer cancel()
 	s, err := r.dbStats(cctx)
 	if err != nil {
