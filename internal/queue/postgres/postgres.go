@@ -449,11 +449,46 @@ func (d *Driver) promote(ctx context.Context, tx *sql.Tx, qs, keys []string, now
 	for i := range keys {
 		names[i] = lockName(qs[i], keys[i])
 	}
-	if _, err := d.stmts.Exec(ctx, tx, lockKeysSQL, lockClass, names); err != nil {
+	// Only tried, for the completer's reason (see Complete): a key an
+	// inserter holds makes the whole change wait and start again.
+	slices.Sort(names)
+	names = slices.Compact(names)
+	rows, err := d.stmts.Query(ctx, tx, tryLockKeysSQL, lockClass, names)
+	if err != nil {
 		return err
 	}
-	_, err := d.stmts.Exec(ctx, tx, promoteSQL, qs, keys, nowUS)
+	got := 0
+	for rows.Next() {
+		got++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if got < len(names) {
+		return errKeysBusy
+	}
+	_, err = d.stmts.Exec(ctx, tx, promoteSQL, qs, keys, nowUS)
 	return err
+}
+
+// errKeysBusy: an inserter holds a key a hand-made change must promote.
+var errKeysBusy = errors.New("queue postgres: keys held by an inserter")
+
+// adminTx is tx for hand-made changes, run again (a few milliseconds
+// later) while an inserter holds one of their keys.
+func (d *Driver) adminTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := d.tx(ctx, fn)
+		if !errors.Is(err, errKeysBusy) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", err, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
 // noTx runs fn outside a transaction (tx nil): for a single statement.
@@ -559,7 +594,7 @@ const retrySet = `SET state = CASE WHEN state = 'rescued' THEN 'rescued'
 // Retry retries one item by hand.
 func (d *Driver) Retry(ctx context.Context, q, publicID string, nowUS int64) (queue.Item, error) {
 	var out queue.Item
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
 WHERE queue = $2 AND public_id = $3 AND state IN ('dead', 'dropped', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
 		if err != nil {
@@ -615,7 +650,7 @@ func (d *Driver) whyNot(ctx context.Context, tx *sql.Tx, q, publicID string) err
 // RetryDead retries every dead item of queue (and kind).
 func (d *Driver) RetryDead(ctx context.Context, q, kind string, nowUS int64) (int64, error) {
 	var n int64
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
 WHERE queue = $2 AND state = 'dead' AND ($3 = '' OR kind = $3) RETURNING `+queuesql.Columns, nowUS, q, kind))
 		if err != nil {
@@ -640,7 +675,7 @@ func (d *Driver) Delete(ctx context.Context, q, publicID string, states []queue.
 		ss[i] = string(s)
 	}
 	var out queue.Item
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `DELETE FROM canal_queue_items
 WHERE queue = $1 AND public_id = $2 AND state = ANY($3::text[]) RETURNING `+queuesql.Columns, q, publicID, ss))
 		if err != nil {
@@ -661,7 +696,7 @@ WHERE queue = $1 AND public_id = $2 AND state = ANY($3::text[]) RETURNING `+queu
 // Drop ends a waiting item by hand (dropped or cancelled).
 func (d *Driver) Drop(ctx context.Context, q, publicID string, to queue.State, reason string, nowUS int64) (queue.Item, error) {
 	var out queue.Item
-	err := d.tx(ctx, func(tx *sql.Tx) error {
+	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items
 SET state = $3, last_error = $4, finished_us = $5, updated_us = $5
 WHERE queue = $1 AND public_id = $2 AND state IN ('pending', 'held', 'rescued') RETURNING `+queuesql.Columns,
