@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -132,6 +133,9 @@ type Client struct {
 
 	mu      sync.Mutex
 	running map[int64]*claimed // claimed and not yet completed, for the heartbeat
+	// out counts claims not yet completed: the completer stops gathering
+	// once it holds all of them.
+	out atomic.Int64
 
 	stopLoop context.CancelFunc // stops claiming
 	hardStop context.CancelFunc // cancels attempts in flight
@@ -403,6 +407,7 @@ func (c *Client) claim(ctx context.Context, work chan<- *claimed, solo bool, n i
 		}
 		return nil, err
 	}
+	c.out.Add(int64(len(items)))
 	ids := make([]int64, len(items))
 	c.mu.Lock()
 	for i := range items {
@@ -542,7 +547,7 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 		// transaction for a batch, rather than one for each few outcomes
 		// the workers happen to hand over between two writes.
 		window.Reset(c.cfg.CompleteWindow)
-		for more := true; more && len(batch) < maxCompleteBatch; {
+		for more := int64(len(batch)) < c.out.Load(); more && len(batch) < maxCompleteBatch; {
 			select {
 			case f, ok := <-fin:
 				if !ok {
@@ -550,6 +555,7 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 					break
 				}
 				batch = append(batch, f)
+				more = int64(len(batch)) < c.out.Load() // nothing else is out
 			case <-window.C:
 				more = false
 			}
@@ -572,6 +578,7 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 			delete(c.running, f.cl.it.ID)
 		}
 		c.mu.Unlock()
+		c.out.Add(-int64(len(batch)))
 		for i, f := range batch {
 			if f.cl.it.Key != "" {
 				n.keyed = true
