@@ -131,7 +131,7 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 	ids := make([]int64, 0, len(items))
 	seen := map[string]bool{}
 	for _, it := range items {
-		payload, meta, created, state := defaults(it, nowUS)
+		payload, meta, created, state := queuesql.Defaults(it, nowUS)
 		var id int64
 		err := pool.QueryRowContext(ctx, insertSQL, q, it.Key, it.PublicID, it.Kind, it.Priority, payload, meta,
 			state, it.MaxAttempts, queue.Text(it.LastError), queue.US(it.RunAt), seen[it.Key], created).Scan(&id)
@@ -144,24 +144,6 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 		ids = append(ids, id)
 	}
 	return ids, nil
-}
-
-func defaults(it queue.NewItem, nowUS int64) (payload, meta string, createdUS int64, state string) {
-	payload, meta = string(it.Payload), string(it.Meta)
-	if it.Payload == nil {
-		payload = "null"
-	}
-	if it.Meta == nil {
-		meta = "{}"
-	}
-	createdUS = queue.US(it.CreatedAt)
-	if createdUS == 0 {
-		createdUS = nowUS
-	}
-	if it.State == queue.StateDropped {
-		state = string(queue.StateDropped)
-	}
-	return payload, meta, createdUS, state
 }
 
 func (d *Driver) claimSQL(priorities int) string {
@@ -213,15 +195,7 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
-	slices.SortFunc(items, func(a, b queue.Item) int {
-		if a.Priority != b.Priority {
-			return a.Priority - b.Priority
-		}
-		if c := a.RunAt.Compare(b.RunAt); c != 0 {
-			return c
-		}
-		return int(a.ID - b.ID)
-	})
+	queuesql.SortClaimed(items)
 	return items, nil
 }
 

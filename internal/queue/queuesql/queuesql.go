@@ -5,12 +5,14 @@
 package queuesql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +62,41 @@ func ScanAll(rows *sql.Rows, err error) ([]queue.Item, error) {
 		items = append(items, it)
 	}
 	return items, rows.Err()
+}
+
+// Defaults fills what a NewItem may leave out, as the drivers store it:
+// payload null, meta {}, created now, and the start state ("" unless
+// dropped at intake, when the driver decides pending or held).
+func Defaults(it queue.NewItem, nowUS int64) (payload, meta string, createdUS int64, state string) {
+	payload, meta = string(it.Payload), string(it.Meta)
+	if it.Payload == nil {
+		payload = "null"
+	}
+	if it.Meta == nil {
+		meta = "{}"
+	}
+	createdUS = queue.US(it.CreatedAt)
+	if createdUS == 0 {
+		createdUS = nowUS
+	}
+	if it.State == queue.StateDropped {
+		state = string(queue.StateDropped)
+	}
+	return payload, meta, createdUS, state
+}
+
+// SortClaimed orders a claimed batch as the claim ranked it (RETURNING
+// has no order): priority, then run_at, then id.
+func SortClaimed(items []queue.Item) {
+	slices.SortFunc(items, func(a, b queue.Item) int {
+		if a.Priority != b.Priority {
+			return a.Priority - b.Priority
+		}
+		if c := a.RunAt.Compare(b.RunAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 }
 
 // Migration is one numbered step of a driver's schema.

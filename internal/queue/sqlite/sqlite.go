@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,7 +100,7 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 	ids := make([]int64, 0, len(items))
 	seen := map[string]bool{}
 	for _, it := range items {
-		payload, meta, created, state := defaults(it, nowUS)
+		payload, meta, created, state := queuesql.Defaults(it, nowUS)
 		var id int64
 		// Below gorm (its Raw would rewrite the numbered placeholders),
 		// on the caller's transaction.
@@ -116,25 +115,6 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 		ids = append(ids, id)
 	}
 	return ids, nil
-}
-
-// defaults fills what a NewItem may leave out.
-func defaults(it queue.NewItem, nowUS int64) (payload, meta string, createdUS int64, state string) {
-	payload, meta = string(it.Payload), string(it.Meta)
-	if it.Payload == nil {
-		payload = "null"
-	}
-	if it.Meta == nil {
-		meta = "{}"
-	}
-	createdUS = queue.US(it.CreatedAt)
-	if createdUS == 0 {
-		createdUS = nowUS
-	}
-	if it.State == queue.StateDropped {
-		state = string(queue.StateDropped)
-	}
-	return payload, meta, createdUS, state
 }
 
 const claimSet = `SET state = 'running', attempt = attempt + 1, owner = ?2, lease_until_us = ?3,
@@ -178,21 +158,8 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
-	sortClaimed(items)
+	queuesql.SortClaimed(items)
 	return items, nil
-}
-
-// sortClaimed orders a batch as its claim ranked it (RETURNING has no order).
-func sortClaimed(items []queue.Item) {
-	slices.SortFunc(items, func(a, b queue.Item) int {
-		if a.Priority != b.Priority {
-			return a.Priority - b.Priority
-		}
-		if c := a.RunAt.Compare(b.RunAt); c != 0 {
-			return c
-		}
-		return int(a.ID - b.ID)
-	})
 }
 
 const claimRescuedSQL = `UPDATE canal_queue_items ` + claimSet + `1
