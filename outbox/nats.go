@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,7 +66,12 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 func DialJetStream(ctx context.Context, url string, cfg JetStreamConfig) (*JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("canal-outbox"), nats.MaxReconnects(-1))
 	if err != nil {
-		return nil, fmt.Errorf("nats connect %s: %w", url, err)
+		err = fmt.Errorf("nats connect %s: %w", RedactURL(url), err)
+		// A server list is comma separated; the client may quote any of it.
+		for _, part := range strings.Split(url, ",") {
+			err = redactError(err, strings.TrimSpace(part))
+		}
+		return nil, err
 	}
 	p, err := NewJetStream(ctx, nc, cfg)
 	if err != nil {

@@ -25,7 +25,7 @@ type Webhook struct {
 func NewWebhook(rawURL string, client *http.Client) (*Webhook, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: webhook URL %q must be http(s)://host/…", ErrInvalidConfig, rawURL)
+		return nil, fmt.Errorf("%w: webhook URL %s must be http(s)://host/…", ErrInvalidConfig, RedactURL(rawURL))
 	}
 	if client == nil {
 		client = &http.Client{
@@ -42,7 +42,7 @@ func NewWebhook(rawURL string, client *http.Client) (*Webhook, error) {
 func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(d.Payload))
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return redactError(fmt.Errorf("webhook: %w", err), w.url)
 	}
 	for k, v := range d.Headers {
 		req.Header.Set(k, v)
@@ -52,7 +52,9 @@ func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req.Header.Set("Canal-Topic", d.Topic)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		// The transport's error quotes the URL, token and all, and this
+		// error is logged and stored in the attempt history.
+		return redactError(fmt.Errorf("webhook: %w", err), w.url)
 	}
 	defer resp.Body.Close()
 	// A short excerpt of the body helps whoever reads the attempt log; the
@@ -60,7 +62,8 @@ func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook: %s: %s", resp.Status, bytes.TrimSpace(body))
+		// A receiver may echo the URL (and its token) in its answer.
+		return redactError(fmt.Errorf("webhook: %s: %s", resp.Status, bytes.TrimSpace(body)), w.url)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canalhq/canal/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 )
@@ -40,6 +41,15 @@ type Config struct {
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	LogFormat       string // json or text
+	// Who may use the dashboard: with no token, nobody needs one, which is
+	// allowed on a loopback address only (or with Insecure).
+	OperatorToken string
+	ViewerToken   string
+	AllowedHosts  []string // Host names besides the loopback ones
+	Insecure      bool     // listen beyond loopback without authentication
+	// AuditRetention is how long audit entries are kept.
+	AuditRetention time.Duration
 }
 
 // envName maps each flag to its environment fallback.
@@ -61,6 +71,12 @@ var envName = map[string]string{
 	"allowed-origins":  "CANAL_ALLOWED_ORIGINS",
 	"shutdown-timeout": "CANAL_SHUTDOWN_TIMEOUT",
 	"log-level":        "CANAL_LOG_LEVEL",
+	"log-format":       "CANAL_LOG_FORMAT",
+	"operator-token":   "CANAL_OPERATOR_TOKEN",
+	"viewer-token":     "CANAL_VIEWER_TOKEN",
+	"allowed-hosts":    "CANAL_ALLOWED_HOSTS",
+	"insecure":         "CANAL_INSECURE",
+	"audit-retention":  "CANAL_AUDIT_RETENTION",
 }
 
 // errHelp is returned for -h so the caller exits 0 after the usage text.
@@ -75,6 +91,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		cfg     Config
 		origins string
 		routes  string
+		hosts   string
 	)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&cfg.DB, "db", "canal.db", "database: a SQLite file path, a sqlite: URL, or a postgres:// URL")
@@ -93,6 +110,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated extra Origin hosts allowed on WebSockets (the server's own host always is)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format: json (one object a line) or text")
+	fs.StringVar(&cfg.OperatorToken, "operator-token", "", "token of the operator role (every page and command); prefer the environment variable, which ps does not show")
+	fs.StringVar(&cfg.ViewerToken, "viewer-token", "", "token of the viewer role (pages, the wall and the read API)")
+	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated Host names the dashboard answers to besides localhost, 127.0.0.1 and ::1 (* for any); others are refused, which stops DNS rebinding")
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 90*24*time.Hour, "how long the audit log keeps who did what")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback -addr without any token: everyone who reaches it is an operator")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: canal [flags]\n       canal bench outbox|work|latency [flags]   (benchmarks: canal bench -h)\n\nCanal: a live control room for background jobs and a transactional outbox.\n\nFlags (each falls back to the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -127,6 +150,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+		}
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
 	return cfg, errors.Join(routeErr, cfg.validate())
@@ -185,6 +213,22 @@ func (c Config) publisherURLs() map[string]string {
 	return m
 }
 
+// Open reports whether no authentication is configured.
+func (c Config) Open() bool { return c.OperatorToken == "" && c.ViewerToken == "" }
+
+// loopback reports whether addr's host is this machine only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
@@ -206,12 +250,12 @@ func (c Config) validate() error {
 	}
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("-webhook-url %q: want an http:// or https:// URL", c.WebhookURL))
+			errs = append(errs, fmt.Errorf("-webhook-url %q: want an http:// or https:// URL", outbox.RedactURL(c.WebhookURL)))
 		}
 	}
 	if c.NATSURL != "" {
 		if u, err := url.Parse(c.NATSURL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("-nats-url %q: want a nats://host:port URL", c.NATSURL))
+			errs = append(errs, fmt.Errorf("-nats-url %q: want a nats://host:port URL", outbox.RedactURL(c.NATSURL)))
 		}
 	}
 	// Broker URLs carry passwords: errors show only scheme and host.
@@ -244,6 +288,21 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("-shutdown-timeout %s: must be positive", c.ShutdownTimeout))
+	}
+	if c.Open() && !c.Insecure && !loopback(c.Addr) {
+		errs = append(errs, fmt.Errorf("-addr %q listens beyond this machine, but no authentication is configured: "+
+			"set CANAL_OPERATOR_TOKEN (and CANAL_VIEWER_TOKEN for read-only users), or pass -insecure to let anyone who reaches it operate Canal", c.Addr))
+	}
+	if !c.Open() {
+		if _, err := auth.NewTokens(c.OperatorToken, c.ViewerToken, 0); err != nil {
+			errs = append(errs, fmt.Errorf("tokens: %w", err))
+		}
+	}
+	if c.AuditRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("-audit-retention %s: must be at least 1h", c.AuditRetention))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("-log-format %q: want json or text", c.LogFormat))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

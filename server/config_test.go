@@ -89,6 +89,24 @@ func TestParseConfig(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "flag provided but not defined: -port"},
 		{name: "every error at once", args: []string{"-addr", "x", "-workers", "0"}, wantErr: "-workers 0"},
+		{name: "all interfaces without authentication", args: []string{"-addr", "0.0.0.0:8080"}, wantErr: "no authentication is configured"},
+		{name: "every interface, the short way", args: []string{"-addr", ":0"}, wantErr: "pass -insecure"},
+		{name: "a LAN address without authentication", args: []string{"-addr", "192.0.2.10:8080"}, wantErr: "set CANAL_OPERATOR_TOKEN"},
+		{name: "all interfaces with -insecure", args: []string{"-addr", "0.0.0.0:8080", "-insecure"}},
+		{name: "localhost needs nothing", args: []string{"-addr", "localhost:8080"}},
+		{name: "IPv6 loopback needs nothing", args: []string{"-addr", "[::1]:8080"}},
+		{
+			name: "all interfaces with tokens",
+			args: []string{"-addr", "0.0.0.0:8080", "-allowed-hosts", "canal.example, ops.example"},
+			env:  map[string]string{"CANAL_OPERATOR_TOKEN": "op-0123456789abcdef", "CANAL_VIEWER_TOKEN": "view-0123456789abcdef"},
+			check: func(t *testing.T, c Config) {
+				if c.Open() || strings.Join(c.AllowedHosts, "|") != "canal.example|ops.example" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{name: "short token", env: map[string]string{"CANAL_OPERATOR_TOKEN": "short"}, wantErr: "at least 16 characters"},
+		{name: "same token twice", env: map[string]string{"CANAL_OPERATOR_TOKEN": "same-0123456789abcdef", "CANAL_VIEWER_TOKEN": "same-0123456789abcdef"}, wantErr: "must differ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

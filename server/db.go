@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/canalhq/canal/internal/redact"
 	"log/slog"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 	g, err := gorm.Open(dial, gcfg)
 	if err != nil {
 		// gorm's postgres driver connects inside Open.
-		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact(db), err)
+		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact.DSN(db), err)
 	}
 	sqlDB, err := g.DB()
 	if err != nil {
@@ -88,7 +89,7 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 	defer cancel()
 	if err := sqlDB.PingContext(pctx); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact(db), err)
+		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact.DSN(db), err)
 	}
 	return g, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"sync"
 	"time"
 
@@ -149,13 +148,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// redact hides a database URL's password in logs.
-func redact(db string) string {
-	u, err := url.Parse(db)
-	if err != nil || u.User == nil {
-		return db
-	}
-	return u.Redacted()
 }

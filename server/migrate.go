@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/internal/redact"
 	"io"
 	"log/slog"
 
@@ -26,6 +28,9 @@ func migrate(ctx context.Context, db *gorm.DB) error {
 		return err
 	}
 	if err := jobs.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := audit.Migrate(ctx, db); err != nil {
 		return err
 	}
 	return demo.Migrate(ctx, db)
@@ -63,8 +68,8 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		defer sqlDB.Close()
 	}
 	if err := migrate(ctx, g); err != nil {
-		return fmt.Errorf("migrate %s: %w", redact(*db), err)
+		return fmt.Errorf("migrate %s: %w", redact.DSN(*db), err)
 	}
-	fmt.Fprintf(stdout, "canal: migrated %s\n", redact(*db))
+	fmt.Fprintf(stdout, "canal: migrated %s\n", redact.DSN(*db))
 	return nil
 }

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/queue"
+	"github.com/canalhq/canal/internal/tracing"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 )
 
@@ -22,8 +24,9 @@ import (
 // the "*" route, or else to every configured publisher. In the demo with no
 // publisher, a simulated email sender gets everything. It returns the
 // routing table as the dashboard shows it (URLs without secrets) and a func
-// that closes the publishers' connections.
-func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process, log *slog.Logger) (*outbox.Relay, []templates.Route, func(), error) {
+// that closes the publishers' connections. Every dispatch is a span linked
+// to the request that added the message (tracing.Publisher).
+func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process, log *slog.Logger, tp trace.TracerProvider) (*outbox.Relay, []templates.Route, func(), error) {
 	var closers []io.Closer
 	closeAll := func() {
 		for _, c := range slices.Backward(closers) {
@@ -96,7 +99,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 			continue
 		}
 		p, desc := pick(cfg.Routes[topic])
-		relay.Register(topic, p)
+		relay.Register(topic, tracing.Publisher(tp, p))
 		routes = append(routes, templates.Route{Topic: topic, To: desc})
 	}
 	defaults := cfg.Routes["*"]
@@ -106,10 +109,10 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 	switch {
 	case len(defaults) > 0:
 		p, desc := pick(defaults)
-		relay.RegisterDefault(p)
+		relay.RegisterDefault(tracing.Publisher(tp, p))
 		routes = append(routes, templates.Route{Topic: "*", To: desc})
 	case cfg.Demo:
-		relay.RegisterDefault(outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email")))
+		relay.RegisterDefault(tracing.Publisher(tp, outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email"))))
 		routes = append(routes, templates.Route{Topic: "*", To: "simulated email (demo)"})
 	default:
 		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url, -amqp-url, -redis-url): messages will wait, retry and then go dead")

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,13 +13,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/auth"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
+	"github.com/canalhq/canal/internal/redact"
+	"github.com/canalhq/canal/internal/tracing"
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/server/demo"
 	"github.com/canalhq/canal/web"
 )
@@ -42,7 +49,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 
 	db, err := openDB(ctx, cfg.DB, log)
 	if err != nil {
@@ -77,19 +84,42 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	relay, routes, closePublishers, err := newRelay(ctx, db, cfg, qproc, log)
+	tracer, stopTracing, err := tracing.Setup(ctx, getenv, stderr)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: flush at stop", "err", err)
+		}
+	}()
+	relay, routes, closePublishers, err := newRelay(ctx, db, cfg, qproc, log, tracer)
 	if err != nil {
 		return err
 	}
 	defer closePublishers()
 	orders := demo.NewOrders(relay, nil, log.With("component", "orders"))
 
+	auditLog := audit.New(db) // migrated above with the rest
+
+	// The metrics count the processor's and relay's events on their way to
+	// the hub; the taps stop with the services' context.
+	tapCtx, stopTaps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTaps()
+	metrics := web.NewMetrics(web.MetricSources{Work: proc, Outbox: relay})
 	hub := web.NewHub(web.HubConfig{
-		JobEvents:    proc.Events(),
-		OutboxEvents: relay.Events(),
+		JobEvents:    metrics.TapJobs(tapCtx, proc.Events()),
+		OutboxEvents: metrics.TapOutbox(tapCtx, relay.Events()),
 		Logger:       log.With("component", "hub"),
 	})
+	metrics.AddHub(hub)
 
+	access, err := newAccess(cfg)
+	if err != nil {
+		return err
+	}
 	var ready atomic.Bool
 	handler := web.New(web.Deps{
 		Logger:  log,
@@ -101,6 +131,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Routes:  routes,
 		Orders:  orders,
 		WS:      web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
+		Access:  access,
+		Audit:   auditLog,
+		Metrics: metrics,
+		Checks:  readyChecks(sqlDB, relay, proc),
+		Tracer:  tracer,
 		Ready:   ready.Load,
 		Started: time.Now(),
 	})
@@ -109,7 +144,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(handler, log)
 
 	// Shutdown order (below): HTTP stops accepting, browsers get 1012, work
 	// drains, the database closes.
@@ -146,6 +181,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer demoDone.Wait()
 	demoCtx, stopDemo := context.WithCancel(svcCtx)
 	defer stopDemo()
+	var pruneDone sync.WaitGroup
+	pruneDone.Go(func() {
+		audit.Pruner{Log: auditLog, Retention: cfg.AuditRetention, Logger: log.With("component", "audit")}.Run(svcCtx)
+	})
+	defer pruneDone.Wait()
 	if cfg.Demo {
 		demoDone.Go(func() { runDemo(demoCtx, proc, log.With("component", "demo")) })
 		demoDone.Go(func() { orders.Generate(demoCtx, 500*time.Millisecond, nil) })
@@ -156,7 +196,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	url := "http://" + ln.Addr().String()
 	ready.Store(true)
-	log.Info("canal started", "url", url, "db", redact(cfg.DB), "demo", cfg.Demo)
+	log.Info("canal started", "url", url, "db", redact.DSN(cfg.DB), "demo", cfg.Demo)
+	logAccess(log, cfg, access)
 	fmt.Fprintf(stdout, "canal: listening on %s\n", url)
 
 	select {
@@ -221,8 +262,113 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	}
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated in parseConfig
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		// "10s", not 10000000000 nanoseconds.
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
 }
+
+// newAccess builds who may do what from the tokens; with none, the
+// dashboard is open (validate allowed that on loopback or with -insecure).
+func newAccess(cfg Config) (web.Access, error) {
+	a := web.Access{Hosts: cfg.AllowedHosts}
+	// A dashboard listening on one named address answers to that name.
+	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && host != "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			a.Hosts = append(a.Hosts, host)
+		}
+	}
+	if cfg.Open() {
+		return a, nil
+	}
+	tok, err := auth.NewTokens(cfg.OperatorToken, cfg.ViewerToken, 0)
+	if err != nil {
+		return a, fmt.Errorf("tokens: %w", err)
+	}
+	a.Authenticator, a.Login = tok, tok
+	return a, nil
+}
+
+// logAccess says at start who may use the dashboard, never the tokens.
+func logAccess(log *slog.Logger, cfg Config, a web.Access) {
+	switch {
+	case cfg.Open() && cfg.Insecure && !loopback(cfg.Addr):
+		log.Warn("INSECURE: no authentication and -insecure: everyone who can reach " + cfg.Addr +
+			" is an operator who can stop jobs and read every payload; set CANAL_OPERATOR_TOKEN instead")
+	case cfg.Open():
+		log.Info("no authentication configured: listening on loopback only, and everyone on this machine is an operator "+
+			"(set CANAL_OPERATOR_TOKEN and CANAL_VIEWER_TOKEN to require a login)", "addr", cfg.Addr)
+	default:
+		log.Info("authentication on", "operator_token", cfg.OperatorToken != "", "viewer_token", cfg.ViewerToken != "",
+			"allowed_hosts", append(append([]string{}, web.LoopbackHosts...), a.Hosts...))
+	}
+	if !loopback(cfg.Addr) && len(cfg.AllowedHosts) == 0 {
+		log.Warn("only loopback Host names (and the -addr host) are allowed: set -allowed-hosts to the names people use to reach this dashboard")
+	}
+}
+
+// HTTP limits: a slow or idle client cannot hold a connection for long.
+// WebSockets clear these deadlines for themselves after the upgrade.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+)
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// readyChecks are what /readyz asks: the database answers, the relay's
+// loop still takes its periodic snapshot, and the work queues have room.
+func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
+	return []web.ReadyCheck{
+		{Name: "database", Check: db.PingContext},
+		{Name: "relay", Check: func(ctx context.Context) error {
+			st, err := relay.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			if age := time.Since(st.At); !st.At.IsZero() && age > relayStuckAfter {
+				return fmt.Errorf("the relay's last snapshot is %s old: its loop is stuck", age.Round(time.Second))
+			}
+			return nil
+		}},
+		{Name: "queue", Check: func(context.Context) error {
+			h := proc.Health()
+			if h.Status == jobs.HealthDown {
+				return fmt.Errorf("jobs processor down: %s", strings.Join(h.Reasons, "; "))
+			}
+			for _, p := range jobs.Priorities() {
+				if n, c := h.Queue.Depths[p.String()], h.Queue.Capacity; c > 0 && float64(n) >= queueReadyShare*float64(c) {
+					return fmt.Errorf("%s queue %d/%d: over %.0f%% full", p, n, c, 100*queueReadyShare)
+				}
+			}
+			return nil
+		}},
+	}
+}
+
+const (
+	relayStuckAfter = 30 * time.Second // the relay snapshots every second
+	queueReadyShare = 0.9
+)

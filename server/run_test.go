@@ -107,7 +107,7 @@ func TestRunServesLiveDashboardAndShutsDownCleanly(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Fatalf("Run returned %v on shutdown, want nil", err)
 	}
-	if !strings.Contains(inst.Logs(), "msg=stopped") {
+	if !strings.Contains(inst.Logs(), `"msg":"stopped"`) {
 		t.Errorf("logs do not show a clean stop:\n%s", inst.Logs())
 	}
 }

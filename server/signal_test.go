@@ -66,7 +66,7 @@ func TestSignalShutsDownWithExitZero(t *testing.T) {
 				_ = cmd.Process.Kill()
 				t.Fatalf("still running 30s after %v\n%s", sig, stderr.String())
 			}
-			if !strings.Contains(stderr.String(), "msg=stopped") {
+			if !strings.Contains(stderr.String(), `"msg":"stopped"`) {
 				t.Errorf("no clean stop in logs:\n%s", stderr.String())
 			}
 		})

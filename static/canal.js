@@ -4,6 +4,24 @@
 // live regions (tables, a message, a job's runs) when the hub says so.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js"); // shows the .js-only controls
+
+  // Every htmx request carries the page's CSRF token (double submit: the
+  // server compares it with its cookie).
+  document.addEventListener("htmx:configRequest", function (e) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) { e.detail.headers["X-CSRF-Token"] = meta.content; }
+  });
+  // A refused button (403: a viewer, an expired form) answers a result
+  // line: show it where the button's answer goes, not nothing.
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var path = e.detail.requestConfig && e.detail.requestConfig.path;
+    var st = e.detail.xhr.status;
+    if (st >= 400 && st < 500 && path && path.indexOf("/ui/") === 0) {
+      e.detail.shouldSwap = true;
+      e.detail.isError = false;
+    }
+  });
   var lostSince = null, connected = false;
   function fmt(d) { return d.toTimeString().slice(0, 8); } // 15:04:05, as the server writes times
   function show(state) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/canalhq/canal/auth"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,10 +17,13 @@ import (
 	"github.com/canalhq/canal/outbox"
 )
 
+// operator renders as an operator sees pages: with the buttons.
+var operator = auth.WithPrincipal(context.Background(), auth.Principal{Name: "op", Role: auth.Operator})
+
 func render(t *testing.T, c templ.Component) *goquery.Document {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := c.Render(context.Background(), &buf); err != nil {
+	if err := c.Render(operator, &buf); err != nil {
 		t.Fatalf("render: %v", err)
 	}
 	d, err := goquery.NewDocumentFromReader(&buf)
@@ -313,5 +317,30 @@ func TestStatNumbersSayHowWideTheyAre(t *testing.T) {
 	}
 	if oldest := d.Find(`[data-testid="oldest"]`).Text(); width("oldest") <= float64(len(oldest)) {
 		t.Errorf("--chars of %q = %v, want more than its %d characters", oldest, width("oldest"), len(oldest))
+	}
+}
+
+// A viewer's pages have no buttons; the same components show them to an
+// operator (render above).
+func TestViewerSeesNoButtons(t *testing.T) {
+	viewer := auth.WithPrincipal(context.Background(), auth.Principal{Name: "v", Role: auth.Viewer})
+	dead := outbox.Record{ID: "m1", Topic: "order.placed", Status: outbox.StatusDead}
+	for name, c := range map[string]templ.Component{
+		"job card":        JobCard(jobs.Status{Name: "report", Running: true}, false),
+		"message buttons": MessageButtons("m1", outbox.StatusDead, "#r"),
+		"outbox page":     OutboxPage(nil, OutboxFilter{Status: "dead"}, outbox.Page{Items: []outbox.Record{dead}}, 1, nil),
+		"message page":    OutboxMessage(dead, 1),
+	} {
+		var buf bytes.Buffer
+		if err := c.Render(viewer, &buf); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := goquery.NewDocumentFromReader(&buf)
+		if n := d.Find("form[method=post] button, [hx-post]").Length(); n != 0 {
+			t.Errorf("%s: a viewer sees %d buttons", name, n)
+		}
+		if n := render(t, c).Find("[hx-post]").Length(); n == 0 {
+			t.Errorf("%s: an operator sees no buttons", name)
+		}
 	}
 }

@@ -46,6 +46,7 @@ type Changed struct {
 	Jobs      []string
 	AllJobs   bool
 	Work      bool
+	Audit     bool // the audit log has a new entry
 }
 
 // Queue is one priority of the work queue.

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"github.com/canalhq/canal/auth"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -345,6 +346,13 @@ func TestBrowserLayoutHoldsWithBigNumbers(t *testing.T) {
 	}
 }
 
+// asOperator renders h's page as an operator sees it: with buttons.
+func asOperator(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{Name: "op", Role: auth.Operator})))
+	})
+}
+
 // TestBrowserDeleteIsConfirmedWithoutJavaScript: with scripts off there is
 // no hx-confirm, so Delete opens onto a second button, and only that one
 // posts; with scripts on, only the hx-confirm button shows.
@@ -354,8 +362,8 @@ func TestBrowserDeleteIsConfirmedWithoutJavaScript(t *testing.T) {
 	posted := make(chan string, 4)
 	mux := http.NewServeMux()
 	mux.Handle("/static/", http.StripPrefix("/static/", http.FileServerFS(static.FS)))
-	mux.Handle("GET /outbox", templ.Handler(templates.OutboxPage(nil, templates.OutboxFilter{Status: "dead"},
-		outbox.Page{Items: []outbox.Record{rec}}, 1, nil)))
+	mux.Handle("GET /outbox", asOperator(templ.Handler(templates.OutboxPage(nil, templates.OutboxFilter{Status: "dead"},
+		outbox.Page{Items: []outbox.Record{rec}}, 1, nil))))
 	mux.HandleFunc("POST /ui/outbox/{id}/{verb}", func(w http.ResponseWriter, r *http.Request) {
 		posted <- r.PathValue("verb") + " " + r.PathValue("id")
 		http.Redirect(w, r, "/outbox", http.StatusSeeOther)

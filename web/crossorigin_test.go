@@ -30,16 +30,18 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 		want    int
 	}{
 		{"no browser headers (curl, programs)", nil, http.StatusOK},
-		{"same origin", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://example.com"}, http.StatusOK},
-		{"typed by the user", map[string]string{"Sec-Fetch-Site": "none"}, http.StatusOK},
-		{"cross site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden},
+		// A browser's writes also carry the CSRF token (see auth_test.go
+		// for the same requests without it).
+		{"same origin", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1", "Cookie": "canal_csrf=" + testCSRF, "X-CSRF-Token": testCSRF}, http.StatusOK},
+		{"typed by the user", map[string]string{"Sec-Fetch-Site": "none", "Cookie": "canal_csrf=" + testCSRF, "X-CSRF-Token": testCSRF}, http.StatusOK},
+		{"cross site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example", "Cookie": "canal_csrf=" + testCSRF, "X-CSRF-Token": testCSRF}, http.StatusForbidden},
 		{"cross origin, old browser", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			jc := &stopOnly{}
 			e := New(Deps{Jobs: jc, Started: time.Now()})
-			req := httptest.NewRequest(http.MethodPost, "http://example.com/api/jobs/report/stop", strings.NewReader(""))
+			req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/api/jobs/report/stop", strings.NewReader(""))
 			for k, v := range tt.headers {
 				req.Header.Set(k, v)
 			}

@@ -27,7 +27,9 @@ func TestHealthzAndStaticAnswerGetAndHead(t *testing.T) {
 	for _, tt := range tests {
 		ready = tt.ready
 		rec := httptest.NewRecorder()
-		e.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		req := httptest.NewRequest(tt.method, tt.path, nil)
+		req.Host = "localhost:8080"
+		e.ServeHTTP(rec, req)
 		if rec.Code != tt.want {
 			t.Errorf("%s %s (ready=%v) = %d, want %d", tt.method, tt.path, tt.ready, rec.Code, tt.want)
 		}

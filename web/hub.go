@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -81,13 +83,20 @@ const (
 type view int
 
 const (
-	viewPage view = iota
+	viewPage view = iota // an operator's page: with buttons
 	viewWall
 	viewJSON
+	viewPageRO // a viewer's page: the same fragments without buttons
 	numViews
 )
 
-func (v view) String() string { return [...]string{"page", "wall", "json"}[v] }
+func (v view) String() string { return [...]string{"page", "wall", "json", "page-ro"}[v] }
+
+// operatorCtx renders the fragments operators see: templates show buttons
+// only when the context's principal may press them.
+func operatorCtx(ctx context.Context) context.Context {
+	return auth.WithPrincipal(ctx, auth.Principal{Role: auth.Operator})
+}
 
 // client is one WebSocket connection as the hub sees it. Only the hub
 // goroutine sends on send and closes quit; closeCode and reason are set
@@ -250,10 +259,22 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 		jsonFrame = h.jsonFrame(st, now)
 	}
 	st.stats.LastSeq = st.seq
-	var page, wall []byte
-	if st.counts[viewPage] > 0 {
-		page = h.renderPage(ctx, st, false)
-		st.stats.BytesPerPage = len(page)
+	var page, pageRO, wall []byte
+	if st.counts[viewPage] > 0 || st.counts[viewPageRO] > 0 {
+		// Both variants carry the same marks of what changed.
+		var marks *templates.Changed
+		if st.changed.any() {
+			m := st.changed.take()
+			marks = &m
+		}
+		if st.counts[viewPage] > 0 {
+			page = h.renderPage(operatorCtx(ctx), st, false, marks)
+			st.stats.BytesPerPage = len(page)
+		}
+		if st.counts[viewPageRO] > 0 {
+			pageRO = h.renderPage(ctx, st, false, marks)
+			st.stats.BytesPerPage = len(pageRO)
+		}
 	}
 	if st.counts[viewWall] > 0 {
 		wall = h.renderWall(ctx, st, now, false)
@@ -262,6 +283,8 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 		switch c.view {
 		case viewPage:
 			h.sendTo(st, c, page)
+		case viewPageRO:
+			h.sendTo(st, c, pageRO)
 		case viewWall:
 			h.sendTo(st, c, wall)
 		case viewJSON:
@@ -327,7 +350,7 @@ func (h *Hub) Stats(ctx context.Context) (HubStats, error) {
 	var s HubStats
 	err := h.query(ctx, func(st *hubState) {
 		s = st.stats
-		s.PageClients, s.WallClients, s.JSONClients = st.counts[viewPage], st.counts[viewWall], st.counts[viewJSON]
+		s.PageClients, s.WallClients, s.JSONClients = st.counts[viewPage]+st.counts[viewPageRO], st.counts[viewWall], st.counts[viewJSON]
 		s.Clients = len(st.clients)
 	})
 	return s, err
@@ -338,4 +361,13 @@ func (h *Hub) View(ctx context.Context) (templates.View, error) {
 	var v templates.View
 	err := h.query(ctx, func(st *hubState) { v = h.view(st, h.cfg.Now()) })
 	return v, err
+}
+
+// PublishAudit tells the hub an audit entry was stored: open audit pages
+// re-read their table, and /ws/events clients get it as an "audit" frame.
+func (h *Hub) PublishAudit(ctx context.Context, e audit.Entry) {
+	_ = h.query(ctx, func(st *hubState) {
+		st.changed.audit = true
+		st.pending = append(st.pending, pending{Type: "audit", At: e.At, Data: map[string]any{"audit": e}})
+	})
 }

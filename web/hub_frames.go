@@ -98,7 +98,7 @@ func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats {
 
 // renderPage renders the overview pages' fragments: all of them for a
 // snapshot, the dirty ones otherwise, and always the seq marker.
-func (h *Hub) renderPage(ctx context.Context, st *hubState, all bool) []byte {
+func (h *Hub) renderPage(ctx context.Context, st *hubState, all bool, marks *templates.Changed) []byte {
 	var buf bytes.Buffer
 	for _, name := range st.jobOrder {
 		if all || st.dirty.jobs[name] {
@@ -117,8 +117,8 @@ func (h *Hub) renderPage(ctx context.Context, st *hubState, all bool) []byte {
 	if all || st.dirty.feed {
 		h.renderTo(ctx, &buf, templates.Feed(st.feed.newestFirst(), true))
 	}
-	if !all && st.changed.any() {
-		h.renderTo(ctx, &buf, templates.Changes(st.changed.take()))
+	if !all && marks != nil {
+		h.renderTo(ctx, &buf, templates.Changes(*marks))
 	}
 	h.renderTo(ctx, &buf, templates.Seq(st.seq, true))
 	return buf.Bytes()
@@ -160,7 +160,9 @@ func (h *Hub) snapshot(ctx context.Context, st *hubState, v view) []byte {
 	var f []byte
 	switch v {
 	case viewPage:
-		f = h.renderPage(ctx, st, true)
+		f = h.renderPage(operatorCtx(ctx), st, true, nil)
+	case viewPageRO:
+		f = h.renderPage(ctx, st, true, nil)
 	case viewWall:
 		f = h.renderWall(ctx, st, now, true)
 	case viewJSON:

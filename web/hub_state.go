@@ -89,10 +89,11 @@ type changed struct {
 	jobs      map[string]struct{}
 	jobsAll   bool
 	work      bool
+	audit     bool
 }
 
 func (c *changed) any() bool {
-	return len(c.outbox) > 0 || c.outboxAll || len(c.jobs) > 0 || c.jobsAll || c.work
+	return len(c.outbox) > 0 || c.outboxAll || len(c.jobs) > 0 || c.jobsAll || c.work || c.audit
 }
 
 // mark adds id to set, or gives up naming ids once there are too many.
@@ -114,7 +115,7 @@ func (c *changed) job(name string)         { mark(c.jobs, &c.jobsAll, name) }
 // take returns the changes for a frame and forgets them.
 func (c *changed) take() templates.Changed {
 	out := templates.Changed{Outbox: slices.Sorted(maps.Keys(c.outbox)), AllOutbox: c.outboxAll,
-		Jobs: slices.Sorted(maps.Keys(c.jobs)), AllJobs: c.jobsAll, Work: c.work}
+		Jobs: slices.Sorted(maps.Keys(c.jobs)), AllJobs: c.jobsAll, Work: c.work, Audit: c.audit}
 	c.reset()
 	return out
 }
@@ -122,7 +123,7 @@ func (c *changed) take() templates.Changed {
 func (c *changed) reset() {
 	clear(c.outbox)
 	clear(c.jobs)
-	c.outboxAll, c.jobsAll, c.work = false, false, false
+	c.outboxAll, c.jobsAll, c.work, c.audit = false, false, false, false
 }
 
 // applyJob folds a job or work event into the view model and reports whether

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/canalhq/canal/audit"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -519,4 +520,33 @@ func TestHubSendsChangesAloneAtTheTick(t *testing.T) {
 	until(t, c, "the mark of m9", func(d *goquery.Document) bool {
 		return d.Find(`[hx-swap-oob="beforeend:#changes"] i[data-id="m9"]`).Length() == 1
 	})
+}
+
+// Operators' and viewers' pages get the same fragments, rendered once per
+// role: the viewers' without buttons, in the snapshot and in every update.
+// An audit entry marks the audit pages' region and reaches JSON clients.
+func TestHubRendersButtonsForOperatorsOnly(t *testing.T) {
+	h, je, _ := testHub(t, HubConfig{FlushEvery: 20 * time.Millisecond})
+	je <- jobs.Event{Type: jobs.EventJobUpdated, At: time.Now(), Job: status("report", true, 1, 0, "")}
+	op, ro, js := attach(t, h, viewPage, 8), attach(t, h, viewPageRO, 8), attach(t, h, viewJSON, 8)
+	buttons := func(f []byte) int { return doc(t, f).Find(`[data-job="report"] [hx-post]`).Length() }
+	if o, r := buttons(next(t, op)), buttons(next(t, ro)); o == 0 || r != 0 {
+		t.Fatalf("snapshot buttons: operator %d, viewer %d; want some and none", o, r)
+	}
+	next(t, js)
+	je <- jobs.Event{Type: jobs.EventJobStopped, At: time.Now(), Job: status("report", false, 1, 0, "")}
+	if o, r := buttons(next(t, op)), buttons(next(t, ro)); o == 0 || r != 0 {
+		t.Fatalf("update buttons: operator %d, viewer %d; want some and none", o, r)
+	}
+	next(t, js)
+
+	h.PublishAudit(context.Background(), audit.Entry{ID: 7, Who: "ada", Action: "jobs.stop", Result: audit.ResultOK, At: time.Now()})
+	for _, c := range []*client{op, ro} {
+		if !slices.Contains(marksIn(t, next(t, c)), "audit:*") {
+			t.Errorf("%s frame does not mark the audit region", c.view)
+		}
+	}
+	if f := next(t, js); !strings.Contains(string(f), `"type":"audit"`) || !strings.Contains(string(f), `"who":"ada"`) {
+		t.Errorf("JSON frame %s: want the audit entry", f)
+	}
 }

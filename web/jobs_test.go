@@ -28,6 +28,7 @@ type apiAnswer struct {
 func apiDo(t testing.TB, e *echo.Echo, method, path, body string) apiAnswer {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Host = "127.0.0.1" // the loopback names are the allowed hosts by default
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}

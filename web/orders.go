@@ -37,9 +37,12 @@ func placeOrder(op OrderPlacer) echo.HandlerFunc {
 			Customer *string         `json:"customer"`
 			Amount   json.RawMessage `json:"amount"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
+			if tooLarge(err) {
+				return jsonError(c, http.StatusRequestEntityTooLarge, errBodyTooLarge.Error())
+			}
 			return badRequest(c, "body", `body: want {"customer": "…", "amount": 12.50}: `+err.Error())
 		}
 		if trailing(dec) {

@@ -114,10 +114,12 @@ func retryDeadOutbox(ob outboxDeadRetrier) echo.HandlerFunc {
 		var body struct {
 			Topic string `json:"topic"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
 		dec.DisallowUnknownFields()
 		switch err := dec.Decode(&body); {
 		case errors.Is(err, io.EOF): // no body: the query decides
+		case tooLarge(err):
+			return jsonError(c, http.StatusRequestEntityTooLarge, errBodyTooLarge.Error())
 		case err != nil:
 			return badRequest(c, "body", "body: want a JSON object like {\"topic\": \"order.placed\"} or none: "+err.Error())
 		case trailing(dec):

@@ -134,10 +134,13 @@ func workPage(h *Hub, wl workLister) echo.HandlerFunc {
 		)
 		if wl != nil {
 			page, err = wl.ListWork(ctx, jobs.WorkFilter{State: f.State, Kind: f.Kind}, before, 0)
-			if err != nil {
-				return err
+			if err == nil {
+				counts, err = wl.CountWork(ctx, f.Kind)
 			}
-			if counts, err = wl.CountWork(ctx, f.Kind); err != nil {
+			if msg, bad := badInput(err); bad {
+				return badPage(c, msg)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -161,6 +164,9 @@ func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerF
 			Topic:  strings.TrimSpace(c.QueryParam("topic")),
 			Before: c.QueryParam("before"),
 		}
+		if msg := checkTopic(f.Topic); msg != "" {
+			return badPage(c, msg)
+		}
 		lf := outbox.ListFilter{Topic: f.Topic}
 		if f.Status != "" {
 			st, ok := outbox.ParseStatus(f.Status)
@@ -177,6 +183,9 @@ func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerF
 			lf.Before = before
 		}
 		page, err := ob.List(ctx, lf)
+		if errors.Is(err, outbox.ErrInvalidFilter) {
+			return badPage(c, err.Error())
+		}
 		if err != nil {
 			return err
 		}
@@ -218,4 +227,19 @@ func outboxMessagePage(h *Hub, ob OutboxReader) echo.HandlerFunc {
 
 func notFound(c echo.Context, what, back, backLabel string) error {
 	return render(c, http.StatusNotFound, templates.NotFound(what, back, backLabel))
+}
+
+// badPage is a page's 400: the same checks as its API twin, as a page.
+func badPage(c echo.Context, msg string) error {
+	return render(c, http.StatusBadRequest, templates.Problem(http.StatusBadRequest, msg, c.Request().URL.Path))
+}
+
+// badInput reports whether err is the jobs store refusing the query.
+func badInput(err error) (string, bool) {
+	for _, e := range []error{jobs.ErrInvalidLimit, jobs.ErrInvalidCursor, jobs.ErrInvalidState, jobs.ErrUnknownKind} {
+		if errors.Is(err, e) {
+			return err.Error(), true
+		}
+	}
+	return "", false
 }

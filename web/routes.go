@@ -4,13 +4,17 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/canalhq/canal/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
 	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // JobController is what the web layer asks of the jobs processor. Every call
@@ -41,6 +45,20 @@ type Deps struct {
 	// Orders is the demo domain (*demo.Orders); nil leaves its route out.
 	Orders OrderPlacer
 	WS     WSConfig
+	// Access is who may do what; the zero value is open to loopback
+	// Host names only (Canal's default with no tokens configured).
+	Access Access
+	// Audit stores every command and write (*audit.Log); nil leaves the
+	// audit log and its pages out.
+	Audit AuditLog
+	// Metrics is the Prometheus registry served on /metrics; nil makes one
+	// that reads Work, Outbox and Hub at scrape time.
+	Metrics *Metrics
+	// Checks are what /readyz asks (the database, the relay, the queue).
+	Checks []ReadyCheck
+	// Tracer gives requests their spans (OpenTelemetry); nil records none
+	// but still passes a caller's traceparent on to the messages it adds.
+	Tracer trace.TracerProvider
 	// Ready reports whether the program has finished starting.
 	Ready   func() bool
 	Started time.Time
@@ -56,11 +74,29 @@ func New(d Deps) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(MetricSources{Work: d.Work, Outbox: d.Outbox})
+		d.Metrics.AddHub(d.Hub)
+	}
 	e.HTTPErrorHandler = errorHandler(d.Logger)
+	e.Use(accessLog(d.Logger))
 	e.Use(middleware.Recover())
+	e.Use(d.Metrics.instrument)
+	if d.Tracer == nil {
+		d.Tracer = noop.NewTracerProvider()
+	}
+	e.Use(tracing(d.Tracer))
+	e.Use(securityHeaders)
+	// One bound for every request body; the JSON decoders apply the same
+	// one and answer 413 with a JSON error.
+	e.Use(middleware.BodyLimit(strconv.Itoa(maxBody)))
+	// A page whose name merely resolves to this address (DNS rebinding)
+	// is not this dashboard.
+	e.Use(hostGuard(d.Access.Hosts))
 	// A page on another site must not press Canal's buttons from a
 	// colleague's browser.
 	e.Use(crossOriginGuard(http.NewCrossOriginProtection()))
+	e.Use(d.Access.identify)
 	addRoutes(e, d)
 	return e
 }
@@ -70,74 +106,94 @@ func addRoutes(e *echo.Echo, d Deps) {
 	// GET and HEAD: uptime checks and caches often ask with HEAD.
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e.Match(getHead, "/healthz", healthz(d.Ready, d.Started))
-	e.Match(getHead, "/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServerFS(static.FS))))
+	e.Match(getHead, "/readyz", readyz(d.Ready, d.Checks))
+	e.Match(getHead, "/static/*", staticFiles(static.FS))
 
-	// Authentication and roles go here: every route registered on app
-	// below passes through this one group. (Cross-site POSTs are already
-	// refused for every route, in New.)
+	// Logging in, and who may do what: every route below names the role
+	// it needs. Operators' writes also need the CSRF token when a browser
+	// sends them (see require).
+	viewer := d.Access.require(auth.Viewer)
+	// Every command and write is counted and audited, refused ones too;
+	// so is every login, and every wall link used.
+	rec := recorder{log: d.Audit, hub: d.Hub, metrics: d.Metrics, logger: d.Logger}.middleware
+	logins := newLoginLimiter(d.Access.FailedLogins)
+	e.GET("/login", loginPage(d.Access, logins), onlyWithToken(rec))
+	if d.Access.Login != nil {
+		e.POST("/login", loginSubmit(d.Access, logins), rec)
+	}
+	operator := []echo.MiddlewareFunc{rec, d.Access.require(auth.Operator)}
+	e.POST("/logout", logout, viewer)
+	e.GET("/metrics", d.Metrics.handler(), viewer)
+
 	app := e.Group("")
 
 	// Pages (server-rendered, readable without JavaScript) and the live
 	// sockets: /ws speaks HTML fragments, /ws/events JSON frames.
-	app.GET("/", overviewPage(d.Hub, d.Jobs))
-	app.GET("/jobs/:name", jobPage(d.Hub, d.Jobs, d.History))
-	app.GET("/work", workPage(d.Hub, d.History))
-	app.GET("/outbox", outboxPage(d.Hub, d.Outbox, d.Routes))
-	app.GET("/outbox/:id", outboxMessagePage(d.Hub, d.Outbox))
-	app.GET("/wall", wallPage(d.Hub))
-	app.GET("/ws", serveWS(d.Hub, d.WS, d.Logger, false))
-	app.GET("/ws/events", serveWS(d.Hub, d.WS, d.Logger, true))
-	app.GET("/api/hub/stats", hubStats(d.Hub))
+	app.GET("/", overviewPage(d.Hub, d.Jobs), viewer)
+	app.GET("/jobs/:name", jobPage(d.Hub, d.Jobs, d.History), viewer)
+	app.GET("/work", workPage(d.Hub, d.History), viewer)
+	app.GET("/outbox", outboxPage(d.Hub, d.Outbox, d.Routes), viewer)
+	app.GET("/outbox/:id", outboxMessagePage(d.Hub, d.Outbox), viewer)
+	app.GET("/wall", wallPage(d.Hub), viewer)
+	app.GET("/ws", serveWS(d.Hub, d.WS, d.Logger, false), viewer)
+	app.GET("/ws/events", serveWS(d.Hub, d.WS, d.Logger, true), viewer)
+	app.GET("/api/hub/stats", hubStats(d.Hub), viewer)
 
 	// The pages' buttons (htmx, or plain form posts without JavaScript).
 	if d.Jobs != nil {
-		app.POST("/ui/jobs/:name/start", uiJob(d.Jobs, "start"))
-		app.POST("/ui/jobs/:name/stop", uiJob(d.Jobs, "stop"))
-		app.POST("/ui/jobs/:name/trigger", uiJob(d.Jobs, "trigger"))
+		app.POST("/ui/jobs/:name/start", uiJob(d.Jobs, "start"), operator...)
+		app.POST("/ui/jobs/:name/stop", uiJob(d.Jobs, "stop"), operator...)
+		app.POST("/ui/jobs/:name/trigger", uiJob(d.Jobs, "trigger"), operator...)
 	}
 	if d.Outbox != nil {
-		app.POST("/ui/outbox/retry-dead", uiRetryDead(d.Outbox))
-		app.POST("/ui/outbox/:id/retry", uiRetry(d.Outbox))
-		app.POST("/ui/outbox/:id/delete", uiDelete(d.Outbox))
+		app.POST("/ui/outbox/retry-dead", uiRetryDead(d.Outbox), operator...)
+		app.POST("/ui/outbox/:id/retry", uiRetry(d.Outbox), operator...)
+		app.POST("/ui/outbox/:id/delete", uiDelete(d.Outbox), operator...)
 	}
 
 	// Jobs API (recurring jobs through the control channel).
 	if d.Jobs != nil {
-		app.GET("/api/jobs", listJobs(d.Jobs))
-		app.GET("/api/jobs/:name", jobCommand(d.Jobs.Status))
-		app.POST("/api/jobs/:name/start", jobCommand(d.Jobs.Start))
-		app.POST("/api/jobs/:name/stop", jobCommand(d.Jobs.Stop))
-		app.POST("/api/jobs/:name/trigger", jobCommand(d.Jobs.Trigger))
-		app.PUT("/api/jobs/:name/interval", setJobInterval(d.Jobs))
-		app.POST("/api/job/start", tutorialJob(d.Jobs, "start")) // the tutorial's own endpoints
-		app.POST("/api/job/stop", tutorialJob(d.Jobs, "stop"))
-		app.GET("/api/job/status", tutorialJob(d.Jobs, "status"))
+		app.GET("/api/jobs", listJobs(d.Jobs), viewer)
+		app.GET("/api/jobs/:name", jobCommand(d.Jobs.Status), viewer)
+		app.POST("/api/jobs/:name/start", jobCommand(d.Jobs.Start), operator...)
+		app.POST("/api/jobs/:name/stop", jobCommand(d.Jobs.Stop), operator...)
+		app.POST("/api/jobs/:name/trigger", jobCommand(d.Jobs.Trigger), operator...)
+		app.PUT("/api/jobs/:name/interval", setJobInterval(d.Jobs), operator...)
+		app.POST("/api/job/start", tutorialJob(d.Jobs, "start"), operator...) // the tutorial's own endpoints
+		app.POST("/api/job/stop", tutorialJob(d.Jobs, "stop"), operator...)
+		app.GET("/api/job/status", tutorialJob(d.Jobs, "status"), viewer)
 	}
 	// History API (runs and work items as stored; read-only).
 	if d.History != nil {
-		app.GET("/api/jobs/:name/runs", listRuns(d.History))
-		app.GET("/api/work", listWork(d.History))
+		app.GET("/api/jobs/:name/runs", listRuns(d.History), viewer)
+		app.GET("/api/work", listWork(d.History), viewer)
 	}
 
 	// Work API (one-off work items).
 	if d.Work != nil {
-		app.POST("/api/work", postWork(d.Work, 2*time.Second))
-		app.GET("/api/work/:id", getWork(d.Work))
-		app.GET("/api/queue", queueHealth(d.Work))
+		app.POST("/api/work", postWork(d.Work, 2*time.Second), operator...)
+		app.GET("/api/work/:id", getWork(d.Work), viewer)
+		app.GET("/api/queue", queueHealth(d.Work), viewer)
 	}
 
 	// Outbox API.
 	if d.Outbox != nil {
-		app.GET("/api/outbox", listOutbox(d.Outbox))
-		app.GET("/api/outbox/stats", outboxStats(d.Outbox))
-		app.POST("/api/outbox/retry-dead", retryDeadOutbox(d.Outbox))
-		app.GET("/api/outbox/:id", getOutbox(d.Outbox))
-		app.POST("/api/outbox/:id/retry", retryOutbox(d.Outbox))
-		app.DELETE("/api/outbox/:id", deleteOutbox(d.Outbox))
+		app.GET("/api/outbox", listOutbox(d.Outbox), viewer)
+		app.GET("/api/outbox/stats", outboxStats(d.Outbox), viewer)
+		app.POST("/api/outbox/retry-dead", retryDeadOutbox(d.Outbox), operator...)
+		app.GET("/api/outbox/:id", getOutbox(d.Outbox), viewer)
+		app.POST("/api/outbox/:id/retry", retryOutbox(d.Outbox), operator...)
+		app.DELETE("/api/outbox/:id", deleteOutbox(d.Outbox), operator...)
+	}
+
+	// Audit log (who did what; read-only).
+	if d.Audit != nil {
+		app.GET("/audit", auditPage(d.Audit), viewer)
+		app.GET("/api/audit", listAudit(d.Audit), viewer)
 	}
 
 	// Orders demo API: an order and its outbox message in one transaction.
 	if d.Orders != nil {
-		app.POST("/api/orders", placeOrder(d.Orders))
+		app.POST("/api/orders", placeOrder(d.Orders), operator...)
 	}
 }

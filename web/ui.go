@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 )
@@ -40,7 +42,7 @@ func uiJob(jc JobController, verb string) echo.HandlerFunc {
 		name := c.Param("name")
 		s, err := act(ctx, name)
 		if err != nil {
-			return answer(c, false, err.Error())
+			return failed(c, err)
 		}
 		msg := s.Message
 		if msg == "" {
@@ -58,7 +60,7 @@ func uiRetry(ob OutboxActions) echo.HandlerFunc {
 		id := c.Param("id")
 		rec, err := ob.Retry(ctx, id)
 		if err != nil {
-			return answer(c, false, err.Error())
+			return failed(c, err)
 		}
 		return answer(c, true, "retried "+id+": now "+string(rec.Status))
 	}
@@ -72,7 +74,7 @@ func uiRetryDead(ob OutboxActions) echo.HandlerFunc {
 		topic := c.QueryParam("topic")
 		n, err := ob.RetryDead(ctx, topic)
 		if err != nil {
-			return answer(c, false, err.Error())
+			return failed(c, err)
 		}
 		what := "dead messages"
 		if topic != "" {
@@ -89,7 +91,7 @@ func uiDelete(ob OutboxActions) echo.HandlerFunc {
 		defer cancel()
 		id := c.Param("id")
 		if err := ob.Delete(ctx, id); err != nil {
-			return answer(c, false, err.Error())
+			return failed(c, err)
 		}
 		return answer(c, true, "deleted "+id)
 	}
@@ -103,6 +105,35 @@ func answer(c echo.Context, ok bool, text string) error {
 		return c.Redirect(http.StatusSeeOther, backTo(c))
 	}
 	return render(c, http.StatusOK, templates.Result(ok, text))
+}
+
+// failed answers a button whose command failed: the result line for htmx,
+// or, for a form posted without JavaScript, a page that says what went
+// wrong with the status an API client would get (the error is not lost in
+// a redirect).
+func failed(c echo.Context, err error) error {
+	c.Set(auditResultKey, err.Error())
+	if c.Request().Header.Get("HX-Request") != "" {
+		return render(c, http.StatusOK, templates.Result(false, err.Error()))
+	}
+	return render(c, commandStatus(err), templates.Problem(commandStatus(err), err.Error(), backTo(c)))
+}
+
+// commandStatus is the HTTP status of a command's error, as the JSON API
+// answers it.
+func commandStatus(err error) int {
+	switch {
+	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, outbox.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, jobs.ErrAlreadyRunning), errors.Is(err, jobs.ErrNotRunning),
+		errors.Is(err, outbox.ErrNotDead), errors.Is(err, outbox.ErrNotRetryable):
+		return http.StatusConflict
+	case errors.Is(err, outbox.ErrInvalidFilter):
+		return http.StatusBadRequest
+	case errors.Is(err, jobs.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // backTo is the page a form came from, if it is one of ours.

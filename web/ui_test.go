@@ -283,6 +283,28 @@ func TestUIPlainFormPostRedirectsBack(t *testing.T) {
 	}
 }
 
+// Without JavaScript a failed press is a page that says why, with the
+// status the API would answer, and a way back: not a redirect that loses it.
+func TestUIPlainFormPostFailureSaysWhy(t *testing.T) {
+	srv, _, _, _ := uiServer(t)
+	for _, tt := range []struct {
+		path string
+		want int
+		says string
+	}{
+		{"/ui/jobs/nope/stop", http.StatusNotFound, "nope"},
+		{"/ui/outbox/m-done/delete", http.StatusConflict, "dead"},
+	} {
+		resp, body := post(t, srv, tt.path, false)
+		d := doc(t, []byte(body))
+		text := d.Find(`[data-testid="problem-text"]`).Text()
+		back, _ := d.Find(`[data-testid="back"]`).Attr("href")
+		if resp.StatusCode != tt.want || !strings.Contains(text, tt.says) || back != "/outbox?status=dead" {
+			t.Errorf("%s: %d %q back to %q; want %d naming %q, back to the referring page", tt.path, resp.StatusCode, text, back, tt.want, tt.says)
+		}
+	}
+}
+
 func TestUIOutboxButtons(t *testing.T) {
 	srv, _, fo, _ := uiServer(t)
 	_, body := post(t, srv, "/ui/outbox/m-done/delete", true)

@@ -136,6 +136,12 @@ func decodeBody(c echo.Context, v any) (field string, err error) {
 	return "", nil
 }
 
+// tooLarge reports whether a decoder stopped at the body limit.
+func tooLarge(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
 // bodyError answers a body decodeBody refused: 413 when it is too large,
 // else 400 naming the field at fault.
 func bodyError(c echo.Context, field string, err error) error {

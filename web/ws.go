@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/canalhq/canal/auth"
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 )
@@ -42,6 +43,9 @@ func serveWS(h *Hub, cfg WSConfig, log *slog.Logger, json bool) echo.HandlerFunc
 	cfg.defaults()
 	return func(c echo.Context) error {
 		v := viewPage
+		if !auth.CanOperate(c.Request().Context()) {
+			v = viewPageRO
+		}
 		switch {
 		case json:
 			v = viewJSON
@@ -50,6 +54,11 @@ func serveWS(h *Hub, cfg WSConfig, log *slog.Logger, json bool) echo.HandlerFunc
 		case c.QueryParam("view") != "":
 			return echo.NewHTTPError(http.StatusBadRequest, "view must be empty or wall")
 		}
+		// The server's read and write timeouts bound ordinary requests;
+		// a socket lives for hours and bounds each write itself.
+		rc := http.NewResponseController(c.Response())
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
 		// Accept checks the Origin against the request's own host and the
 		// allow-list, and answers 403 itself.
 		conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{

@@ -1,0 +1,220 @@
+// Package audit stores who did what to Canal: every command and write, with
+// who (and in which role), when, from where, on what, and how it ended.
+// Entries are kept for a retention and then deleted by Pruner.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Entry is one recorded action.
+type Entry struct {
+	ID        int64     `json:"id" gorm:"primaryKey;autoIncrement"`
+	At        time.Time `json:"at" gorm:"not null;index"`
+	Who       string    `json:"who" gorm:"size:200;not null;index"`
+	Role      string    `json:"role" gorm:"size:20;not null"`
+	Via       string    `json:"via" gorm:"size:20;not null"`   // bearer, session, open
+	From      string    `json:"from" gorm:"size:100;not null"` // client address
+	Action    string    `json:"action" gorm:"size:100;not null;index"`
+	Target    string    `json:"target,omitempty" gorm:"size:300"`
+	Result    string    `json:"result" gorm:"size:20;not null"` // ok, failed, denied
+	Status    int       `json:"status"`
+	Detail    string    `json:"detail,omitempty" gorm:"size:1000"`
+	RequestID string    `json:"requestId,omitempty" gorm:"size:100"`
+}
+
+// TableName keeps the table beside Canal's others.
+func (Entry) TableName() string { return "canal_audit" }
+
+// Results.
+const (
+	ResultOK     = "ok"
+	ResultFailed = "failed"
+	ResultDenied = "denied"
+)
+
+// Migrate creates or updates the audit table.
+func Migrate(ctx context.Context, db *gorm.DB) error {
+	if err := db.WithContext(ctx).AutoMigrate(&Entry{}); err != nil {
+		return fmt.Errorf("audit: migrate: %w", err)
+	}
+	return nil
+}
+
+// Log is the stored audit log.
+type Log struct{ db *gorm.DB }
+
+// New returns the log on db (migrated by Migrate).
+func New(db *gorm.DB) *Log { return &Log{db: db} }
+
+// Record stores e, filling in its time if unset, and returns it as stored.
+func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	e.At = e.At.UTC()
+	e.Who, e.Target, e.Detail = clip(e.Who, 200), clip(e.Target, 300), clip(e.Detail, 1000)
+	e.From, e.Action, e.RequestID = clip(e.From, 100), clip(e.Action, 100), clip(e.RequestID, 100)
+	e.ID = 0
+	if err := l.db.WithContext(ctx).Create(&e).Error; err != nil {
+		return e, fmt.Errorf("audit: record %s: %w", e.Action, err)
+	}
+	return e, nil
+}
+
+// clip bounds s to n bytes without splitting a character.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// MaxPage bounds a page of entries.
+const MaxPage = 200
+
+// ErrInvalidFilter is a filter or cursor that can match nothing sensible.
+var ErrInvalidFilter = errors.New("invalid audit filter")
+
+// Filter selects entries, newest first; Before is the Next of a previous
+// page.
+type Filter struct {
+	Who    string
+	Action string
+	Result string
+	Before string
+	Limit  int
+}
+
+// Page is a page of entries; Next is the cursor of the next, "" at the end.
+type Page struct {
+	Items []Entry `json:"items"`
+	Next  string  `json:"next,omitempty"`
+}
+
+// ParseFilter checks a filter from a query (each field already read).
+func ParseFilter(f Filter) (Filter, int64, error) {
+	f.Who, f.Action, f.Result = strings.TrimSpace(f.Who), strings.TrimSpace(f.Action), strings.TrimSpace(f.Result)
+	switch {
+	case len(f.Who) > 200:
+		return f, 0, fmt.Errorf("%w: who longer than 200 bytes", ErrInvalidFilter)
+	case len(f.Action) > 100:
+		return f, 0, fmt.Errorf("%w: action longer than 100 bytes", ErrInvalidFilter)
+	}
+	switch f.Result {
+	case "", ResultOK, ResultFailed, ResultDenied:
+	default:
+		return f, 0, fmt.Errorf("%w: result %q: want ok, failed or denied", ErrInvalidFilter, clip(f.Result, 50))
+	}
+	if f.Limit < 0 || f.Limit > MaxPage {
+		return f, 0, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidFilter, f.Limit, MaxPage)
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	var before int64
+	if f.Before != "" {
+		n, err := strconv.ParseInt(f.Before, 10, 64)
+		if err != nil || n <= 0 {
+			return f, 0, fmt.Errorf("%w: before %q: want the next cursor of a previous page", ErrInvalidFilter, clip(f.Before, 50))
+		}
+		before = n
+	}
+	return f, before, nil
+}
+
+// List returns a page of entries matching f, newest first.
+func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
+	f, before, err := ParseFilter(f)
+	if err != nil {
+		return Page{}, err
+	}
+	q := l.db.WithContext(ctx).Model(&Entry{}).Order("id DESC").Limit(f.Limit + 1)
+	if f.Who != "" {
+		q = q.Where("who = ?", f.Who)
+	}
+	if f.Action != "" {
+		q = q.Where("action = ?", f.Action)
+	}
+	if f.Result != "" {
+		q = q.Where("result = ?", f.Result)
+	}
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	var items []Entry
+	if err := q.Find(&items).Error; err != nil {
+		return Page{}, fmt.Errorf("audit: list: %w", err)
+	}
+	p := Page{Items: items}
+	if len(items) > f.Limit {
+		p.Items = items[:f.Limit]
+		p.Next = strconv.FormatInt(p.Items[f.Limit-1].ID, 10)
+	}
+	if p.Items == nil {
+		p.Items = []Entry{}
+	}
+	return p, nil
+}
+
+// Prune deletes entries older than cutoff, a batch at a time, and returns
+// how many went.
+func (l *Log) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		sub := l.db.Model(&Entry{}).Select("id").Where("at < ?", cutoff.UTC()).Limit(1000)
+		res := l.db.WithContext(ctx).Where("id IN (?)", sub).Delete(&Entry{})
+		if res.Error != nil {
+			return total, fmt.Errorf("audit: prune: %w", res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < 1000 {
+			return total, nil
+		}
+	}
+}
+
+// Pruner deletes entries older than Retention every Every.
+type Pruner struct {
+	Log       *Log
+	Retention time.Duration // default 90 days
+	Every     time.Duration // default 1 hour
+	Logger    *slog.Logger
+}
+
+// Run prunes until ctx ends.
+func (p Pruner) Run(ctx context.Context) {
+	if p.Retention <= 0 {
+		p.Retention = 90 * 24 * time.Hour
+	}
+	if p.Every <= 0 {
+		p.Every = time.Hour
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(p.Every)
+	defer t.Stop()
+	for {
+		n, err := p.Log.Prune(ctx, time.Now().Add(-p.Retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			p.Logger.Warn("audit prune failed", "err", err)
+		case n > 0:
+			p.Logger.Info("audit entries past retention deleted", "count", n, "retention", p.Retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

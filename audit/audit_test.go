@@ -1,0 +1,95 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/testenv"
+	"gorm.io/gorm"
+)
+
+func eachDB(t *testing.T, f func(t *testing.T, l *audit.Log)) {
+	for _, d := range []struct {
+		name string
+		open func(testing.TB) *gorm.DB
+	}{{"sqlite", testenv.SQLite}, {"postgres", testenv.Postgres}} {
+		t.Run(d.name, func(t *testing.T) {
+			db := d.open(t)
+			if err := audit.Migrate(context.Background(), db); err != nil {
+				t.Fatal(err)
+			}
+			f(t, audit.New(db))
+		})
+	}
+}
+
+func TestRecordListFilterPagePrune(t *testing.T) {
+	eachDB(t, func(t *testing.T, l *audit.Log) {
+		ctx := context.Background()
+		old := time.Now().Add(-100 * 24 * time.Hour)
+		for i := range 7 {
+			e := audit.Entry{Who: []string{"operator", "viewer"}[i%2], Role: "operator", Via: "bearer", From: "127.0.0.1",
+				Action: "jobs.stop", Target: fmt.Sprintf("job-%d", i), Result: []string{audit.ResultOK, audit.ResultDenied}[i%2], Status: 200}
+			if i < 2 {
+				e.At = old
+			}
+			if _, err := l.Record(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := l.List(ctx, audit.Filter{Limit: 3})
+		if err != nil || len(all.Items) != 3 || all.Next == "" || all.Items[0].Target != "job-6" {
+			t.Fatalf("first page: %+v %v", all, err)
+		}
+		var targets []string
+		for f := (audit.Filter{Limit: 3}); ; {
+			p, err := l.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range p.Items {
+				targets = append(targets, e.Target)
+			}
+			if p.Next == "" {
+				break
+			}
+			f.Before = p.Next
+		}
+		if strings.Join(targets, ",") != "job-6,job-5,job-4,job-3,job-2,job-1,job-0" {
+			t.Errorf("paging gave %v", targets)
+		}
+		denied, _ := l.List(ctx, audit.Filter{Result: audit.ResultDenied})
+		viewer, _ := l.List(ctx, audit.Filter{Who: "viewer"})
+		if len(denied.Items) != 3 || len(viewer.Items) != 3 {
+			t.Errorf("filters: %d denied, %d by viewer; want 3 and 3", len(denied.Items), len(viewer.Items))
+		}
+		for _, bad := range []audit.Filter{{Result: "maybe"}, {Before: "x"}, {Before: "-1"}, {Limit: 1000}, {Who: strings.Repeat("w", 201)}} {
+			if _, err := l.List(ctx, bad); !errors.Is(err, audit.ErrInvalidFilter) {
+				t.Errorf("List(%+v) = %v, want ErrInvalidFilter", bad, err)
+			}
+		}
+		n, err := l.Prune(ctx, time.Now().Add(-90*24*time.Hour))
+		if err != nil || n != 2 {
+			t.Errorf("prune: %d, %v; want the 2 old entries", n, err)
+		}
+		left, _ := l.List(ctx, audit.Filter{})
+		if len(left.Items) != 5 {
+			t.Errorf("%d entries left, want 5", len(left.Items))
+		}
+	})
+}
+
+func TestRecordClipsLongFields(t *testing.T) {
+	eachDB(t, func(t *testing.T, l *audit.Log) {
+		e, err := l.Record(context.Background(), audit.Entry{Who: "op", Role: "operator", Via: "open", From: "x", Action: "a",
+			Result: audit.ResultFailed, Detail: strings.Repeat("é", 800)})
+		if err != nil || len(e.Detail) > 1000 || !strings.HasPrefix(e.Detail, "é") {
+			t.Fatalf("clip: %d bytes, %v", len(e.Detail), err)
+		}
+	})
+}

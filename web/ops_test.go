@@ -1,0 +1,207 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/testenv"
+	"github.com/labstack/echo/v4"
+)
+
+func TestReadyzSaysWhy(t *testing.T) {
+	ok := ReadyCheck{Name: "database", Check: func(context.Context) error { return nil }}
+	down := ReadyCheck{Name: "relay", Check: func(context.Context) error { return errors.New("stuck for 40s") }}
+	slow := ReadyCheck{Name: "queue", Check: func(ctx context.Context) error { <-ctx.Done(); return nil }}
+	for _, tt := range []struct {
+		name    string
+		checks  []ReadyCheck
+		ready   bool
+		want    int
+		reasons []string
+	}{
+		{"all good", []ReadyCheck{ok}, true, 200, nil},
+		{"starting", []ReadyCheck{ok}, false, 503, []string{"program"}},
+		{"one down", []ReadyCheck{ok, down}, true, 503, []string{"relay"}},
+		{"one too slow", []ReadyCheck{ok, slow}, true, 503, []string{"queue"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := New(Deps{Ready: func() bool { return tt.ready }, Checks: tt.checks})
+			req := httptest.NewRequest("GET", "/readyz", nil)
+			req.Host = "10.1.2.3:8080" // probes ask by address: not refused by the Host check
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			var body struct {
+				Status  string            `json:"status"`
+				Reasons map[string]string `json:"reasons"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != tt.want || len(body.Reasons) != len(tt.reasons) {
+				t.Fatalf("%d %s, want %d with reasons %v", rec.Code, rec.Body.String(), tt.want, tt.reasons)
+			}
+			for _, r := range tt.reasons {
+				if body.Reasons[r] == "" {
+					t.Errorf("no reason for %s: %v", r, body.Reasons)
+				}
+			}
+		})
+	}
+}
+
+// auditedRouter is securedRouter with a stored audit log.
+func auditedRouter(t *testing.T) (*echo.Echo, *audit.Log) {
+	db := testenv.SQLite(t)
+	if err := audit.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(db)
+	h, _, _ := testHub(t, HubConfig{FlushEvery: time.Hour})
+	tok := testTokens(t)
+	e := New(Deps{Hub: h, Jobs: newFakeJobs(nil, "report"), Outbox: newFakeOutbox(), Audit: log,
+		Access: Access{Authenticator: tok, Login: tok}})
+	return e, log
+}
+
+func TestAuditRecordsEveryWrite(t *testing.T) {
+	e, log := auditedRouter(t)
+	do := func(method, path, bearer string, hdr map[string]string) int {
+		req := httptest.NewRequest(method, path, nil)
+		req.Host = goodHost
+		req.RemoteAddr = "198.51.100.7:4242"
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	steps := []struct {
+		method, path, bearer string
+		hdr                  map[string]string
+		status               int
+	}{
+		{"POST", "/api/jobs/report/stop", testOperator, nil, 200},
+		{"POST", "/api/jobs/report/start", testViewer, nil, 403},
+		{"DELETE", "/api/outbox/m-pending", testOperator, nil, 409},
+		{"POST", "/ui/jobs/nope/trigger", testOperator, map[string]string{"HX-Request": "true"}, 200},
+		{"GET", "/api/jobs", testOperator, nil, 200}, // a read: not audited
+	}
+	for _, s := range steps {
+		if got := do(s.method, s.path, s.bearer, s.hdr); got != s.status {
+			t.Fatalf("%s %s: %d, want %d", s.method, s.path, got, s.status)
+		}
+	}
+	page, err := log.List(context.Background(), audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct{ who, role, action, target, result string }
+	var got []row
+	for _, e := range page.Items {
+		got = append(got, row{e.Who, e.Role, e.Action, e.Target, e.Result})
+		if e.From != "198.51.100.7" || e.At.IsZero() || e.RequestID == "" {
+			t.Errorf("entry %+v: want the client address, a time and a request id", e)
+		}
+	}
+	want := []row{
+		{"operator", "operator", "jobs.trigger", "nope", "failed"},
+		{"operator", "operator", "outbox.delete", "m-pending", "failed"},
+		{"viewer", "viewer", "jobs.start", "report", "denied"},
+		{"operator", "operator", "jobs.stop", "report", "ok"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("audit rows %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("row %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if !strings.Contains(page.Items[0].Detail, "nope") {
+		t.Errorf("a failed button's detail %q should say why", page.Items[0].Detail)
+	}
+
+	// The API and the page list them, filtered.
+	req := httptest.NewRequest("GET", "/api/audit?result=denied", nil)
+	req.Host = goodHost
+	req.Header.Set("Authorization", "Bearer "+testViewer)
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	var p audit.Page
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != 200 || len(p.Items) != 1 || p.Items[0].Who != "viewer" {
+		t.Errorf("/api/audit?result=denied: %d %s", rec.Code, rec.Body.String())
+	}
+	for path, want := range map[string]int{"/api/audit?result=maybe": 400, "/api/audit?limit=0": 400, "/audit?before=x": 400, "/audit?action=jobs.stop": 200} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Host = goodHost
+		req.Header.Set("Authorization", "Bearer "+testViewer)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d: %.200s", path, rec.Code, want, rec.Body.String())
+		}
+		if path == "/audit?action=jobs.stop" && strings.Count(rec.Body.String(), `data-testid="audit-row"`) != 1 {
+			t.Errorf("the audit page filtered by action shows %d rows, want 1", strings.Count(rec.Body.String(), `data-testid="audit-row"`))
+		}
+	}
+}
+
+func TestCommandNames(t *testing.T) {
+	for _, tt := range []struct{ method, route, want string }{
+		{"POST", "/api/jobs/:name/stop", "jobs.stop"},
+		{"POST", "/ui/jobs/:name/stop", "jobs.stop"},
+		{"PUT", "/api/jobs/:name/interval", "jobs.interval"},
+		{"DELETE", "/api/outbox/:id", "outbox.delete"},
+		{"POST", "/ui/outbox/:id/delete", "outbox.delete"},
+		{"POST", "/api/outbox/retry-dead", "outbox.retry-dead"},
+		{"POST", "/api/work", "work.post"},
+		{"POST", "/api/orders", "orders.post"},
+		{"POST", "/api/job/start", "job.start"},
+	} {
+		if got := commandName(tt.method, tt.route); got != tt.want {
+			t.Errorf("commandName(%s %s) = %q, want %q", tt.method, tt.route, got, tt.want)
+		}
+	}
+}
+
+func TestAuditRecordsLogins(t *testing.T) {
+	e, log := auditedRouter(t)
+	for _, token := range []string{"wrong-token-0123456789", testOperator} {
+		v := url.Values{"token": {token}, csrfField: {testCSRF}}
+		req := httptest.NewRequest("POST", "/login", strings.NewReader(v.Encode()))
+		req.Host = goodHost
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", csrfCookie+"="+testCSRF)
+		e.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	req := httptest.NewRequest("GET", "/login?token="+testViewer, nil)
+	req.Host = goodHost
+	e.ServeHTTP(httptest.NewRecorder(), req)
+	req = httptest.NewRequest("GET", "/login", nil) // a look at the form: not recorded
+	req.Host = goodHost
+	e.ServeHTTP(httptest.NewRecorder(), req)
+
+	page, err := log.List(context.Background(), audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range page.Items {
+		got = append(got, e.Who+" "+e.Action+" "+e.Result)
+	}
+	want := "viewer login.link ok|operator login ok|anonymous login denied"
+	if strings.Join(got, "|") != want {
+		t.Errorf("audit %q, want %q", strings.Join(got, "|"), want)
+	}
+	for _, e := range page.Items {
+		if strings.Contains(e.Detail+e.Target, "token-0123456789") {
+			t.Errorf("a token is in the audit log: %+v", e)
+		}
+	}
+}
