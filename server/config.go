@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 )

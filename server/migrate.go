@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/internal/redact"
 	"io"
 	"log/slog"

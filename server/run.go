@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/canalhq/canal/audit"
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"

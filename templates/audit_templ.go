@@ -8,7 +8,7 @@ package templates
 import "github.com/a-h/templ"
 import templruntime "github.com/a-h/templ/runtime"
 
-import "github.com/canalhq/canal/audit"
+import "github.com/canalhq/canal/internal/audit"
 
 // AuditFilter is the audit page's query.
 type AuditFilter struct {

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"slices"
 	"strconv"
 	"strings"

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canalhq/canal/audit"
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 )

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/labstack/echo/v4"
 )

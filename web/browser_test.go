@@ -2,7 +2,7 @@ package web_test
 
 import (
 	"context"
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"net/http"
 	"net/http/httptest"
 	"strconv"

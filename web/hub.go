@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/canalhq/canal/audit"
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
-	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"

@@ -7,7 +7,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/testenv"
 	"github.com/labstack/echo/v4"
 )

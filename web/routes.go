@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
 	"github.com/canalhq/canal/templates"

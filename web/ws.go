@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/canalhq/canal/auth"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canalhq/canal/audit"
+	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/testenv"
 	"gorm.io/gorm"
 )
