@@ -25,7 +25,7 @@ type Webhook struct {
 func NewWebhook(rawURL string, client *http.Client) (*Webhook, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: webhook URL %q must be http(s)://host/…", ErrInvalidConfig, rawURL)
+		return nil, fmt.Errorf("%w: webhook URL %s must be http(s)://host/…", ErrInvalidConfig, RedactURL(rawURL))
 	}
 	if client == nil {
 		client = &http.Client{
@@ -42,7 +42,7 @@ func NewWebhook(rawURL string, client *http.Client) (*Webhook, error) {
 func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(d.Payload))
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return fmt.Errorf("webhook: %w", redactError(err, w.url))
 	}
 	for k, v := range d.Headers {
 		req.Header.Set(k, v)
@@ -52,7 +52,8 @@ func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req.Header.Set("Canal-Topic", d.Topic)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		// net/http quotes the URL, path and query included.
+		return fmt.Errorf("webhook: %w", redactError(err, w.url))
 	}
 	defer resp.Body.Close()
 	// A short excerpt of the body helps whoever reads the attempt log; the
