@@ -307,3 +307,32 @@ func TestAMQPRelayDeliversAllAcrossCuts(t *testing.T) {
 		t.Logf("%d messages, %d copies arrived (duplicates from cut connections are dropped by id)", n, got.copies)
 	})
 }
+
+// A publish after Close fails instead of dialling a new connection that no
+// one would close (the relay may still be publishing when its owner gives up
+// waiting at shutdown and closes the publishers).
+func TestAMQPPublishAfterCloseDoesNotReconnect(t *testing.T) {
+	raw := testenv.AMQPURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	exchange := uniqueName("canaltest.x.")
+	deleteExchange(t, raw, exchange)
+	p, err := DialAMQP(ctx, raw, AMQPConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Publish(ctx, Delivery{ID: "018f-late", Topic: "late", Payload: []byte(`{}`)})
+	if !errors.Is(err, amqp.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want amqp.ErrClosed", err)
+	}
+	if p.sess != nil {
+		p.sess.close()
+		t.Error("Publish after Close opened a new connection")
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
