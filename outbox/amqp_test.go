@@ -3,8 +3,10 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,5 +336,53 @@ func TestAMQPPublishAfterCloseDoesNotReconnect(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
+	}
+}
+
+// Many publishes share the one confirming channel at once, half of them to a
+// routing key no queue is bound to: each learns its own fate (confirms and
+// returns matched to the right message), and the consumer gets exactly the
+// routable half.
+func TestAMQPConcurrentConfirmsAndReturnsMatchTheirMessage(t *testing.T) {
+	raw := testenv.AMQPURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	exchange := uniqueName("canaltest.x.")
+	msgs := amqpConsume(t, raw, exchange, "bound.#")
+	p, err := DialAMQP(ctx, raw, AMQPConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	const n = 400
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		topic := "bound.t"
+		if i%2 == 1 {
+			topic = "unbound.t"
+		}
+		wg.Go(func() {
+			errs[i] = p.Publish(ctx, Delivery{ID: fmt.Sprintf("018f-%04d", i), Topic: topic, Payload: []byte(`{}`)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 0 && err != nil {
+			t.Errorf("routable message %d: %v", i, err)
+		}
+		if i%2 == 1 && !errors.Is(err, ErrUnroutable) {
+			t.Errorf("unroutable message %d: err = %v, want ErrUnroutable", i, err)
+		}
+	}
+	got := map[string]bool{}
+	for len(got) < n/2 {
+		m := receive(t, msgs)
+		var i int
+		if _, err := fmt.Sscanf(m.MessageId, "018f-%04d", &i); err != nil || i%2 == 1 {
+			t.Fatalf("consumer got %q, which is not a routable message", m.MessageId)
+		}
+		got[m.MessageId] = true
 	}
 }
