@@ -54,10 +54,11 @@ type AMQP struct {
 	show string // the URL as it may be shown
 	cfg  AMQPConfig
 
-	// sem guards sess: a one-slot lock that a waiting Publish can abandon
-	// when its ctx ends (dialling can take a while).
-	sem  chan struct{}
-	sess *amqpSession
+	// sem guards sess and closed: a one-slot lock that a waiting Publish
+	// can abandon when its ctx ends (dialling can take a while).
+	sem    chan struct{}
+	sess   *amqpSession
+	closed bool // by Close: no more dialling
 }
 
 // DialAMQP returns a publisher to rawURL (amqp:// or amqps://) after
@@ -170,10 +171,11 @@ func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 	return nil
 }
 
-// Close closes the connection.
+// Close closes the connection; a Publish after it fails with amqp.ErrClosed.
 func (p *AMQP) Close() error {
 	p.sem <- struct{}{}
 	defer func() { <-p.sem }()
+	p.closed = true
 	if p.sess == nil {
 		return nil
 	}
@@ -193,6 +195,10 @@ func (p *AMQP) session(ctx context.Context) (*amqpSession, error) {
 		return nil, fmt.Errorf("amqp %s: waiting for the connection: %w", p.show, ctx.Err())
 	}
 	defer func() { <-p.sem }()
+	if p.closed {
+		// A late Publish must not dial a connection no one would close.
+		return nil, fmt.Errorf("amqp %s: publisher closed: %w", p.show, amqp.ErrClosed)
+	}
 	if p.sess != nil && !p.sess.closed() {
 		return p.sess, nil
 	}

@@ -3,8 +3,10 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,4 +308,81 @@ func TestAMQPRelayDeliversAllAcrossCuts(t *testing.T) {
 		}
 		t.Logf("%d messages, %d copies arrived (duplicates from cut connections are dropped by id)", n, got.copies)
 	})
+}
+
+// A publish after Close fails instead of dialling a new connection that no
+// one would close (the relay may still be publishing when its owner gives up
+// waiting at shutdown and closes the publishers).
+func TestAMQPPublishAfterCloseDoesNotReconnect(t *testing.T) {
+	raw := testenv.AMQPURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	exchange := uniqueName("canaltest.x.")
+	deleteExchange(t, raw, exchange)
+	p, err := DialAMQP(ctx, raw, AMQPConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Publish(ctx, Delivery{ID: "018f-late", Topic: "late", Payload: []byte(`{}`)})
+	if !errors.Is(err, amqp.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want amqp.ErrClosed", err)
+	}
+	if p.sess != nil {
+		p.sess.close()
+		t.Error("Publish after Close opened a new connection")
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
+
+// Many publishes share the one confirming channel at once, half of them to a
+// routing key no queue is bound to: each learns its own fate (confirms and
+// returns matched to the right message), and the consumer gets exactly the
+// routable half.
+func TestAMQPConcurrentConfirmsAndReturnsMatchTheirMessage(t *testing.T) {
+	raw := testenv.AMQPURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	exchange := uniqueName("canaltest.x.")
+	msgs := amqpConsume(t, raw, exchange, "bound.#")
+	p, err := DialAMQP(ctx, raw, AMQPConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	const n = 400
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		topic := "bound.t"
+		if i%2 == 1 {
+			topic = "unbound.t"
+		}
+		wg.Go(func() {
+			errs[i] = p.Publish(ctx, Delivery{ID: fmt.Sprintf("018f-%04d", i), Topic: topic, Payload: []byte(`{}`)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 0 && err != nil {
+			t.Errorf("routable message %d: %v", i, err)
+		}
+		if i%2 == 1 && !errors.Is(err, ErrUnroutable) {
+			t.Errorf("unroutable message %d: err = %v, want ErrUnroutable", i, err)
+		}
+	}
+	got := map[string]bool{}
+	for len(got) < n/2 {
+		m := receive(t, msgs)
+		var i int
+		if _, err := fmt.Sscanf(m.MessageId, "018f-%04d", &i); err != nil || i%2 == 1 {
+			t.Fatalf("consumer got %q, which is not a routable message", m.MessageId)
+		}
+		got[m.MessageId] = true
+	}
 }

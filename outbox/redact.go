@@ -29,7 +29,9 @@ func redactError(err error, raw string) error {
 	}
 	msg := err.Error()
 	clean := msg
-	clean = strings.ReplaceAll(clean, raw, RedactURL(raw))
+	for _, form := range urlForms(raw) {
+		clean = strings.ReplaceAll(clean, form, RedactURL(raw))
+	}
 	for _, s := range urlSecrets(raw) {
 		clean = strings.ReplaceAll(clean, s, "xxxxx")
 	}
@@ -37,6 +39,24 @@ func redactError(err error, raw string) error {
 		return err
 	}
 	return &redacted{msg: clean, err: err}
+}
+
+// urlForms are the ways a client library may quote raw whole: as given,
+// re-encoded, and with the password masked as url.URL.Redacted and net/http
+// (its errors read Post "http://user:***@host/path?query") mask it; the
+// path and query they keep may hold a token too (Slack-style webhooks).
+func urlForms(raw string) []string {
+	forms := []string{raw}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return forms
+	}
+	forms = append(forms, u.String(), u.Redacted())
+	if _, ok := u.User.Password(); ok {
+		forms = append(forms, strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1))
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
 }
 
 // urlSecrets are the parts of raw that must not be shown, longest first so

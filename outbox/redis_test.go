@@ -205,3 +205,53 @@ func TestRedisStreamsRelayAcrossRestarts(t *testing.T) {
 		}
 	})
 }
+
+// The case the guard exists for: the script ran but its reply was lost (the
+// connection cut while the answer was held back), so the attempt failed; the
+// retry finds the guard and the stream keeps one entry.
+func TestRedisStreamsResendAfterLostReplyAddsNothing(t *testing.T) {
+	raw := testenv.RedisURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prefix := uniqueName("canaltest:") + ":"
+	c := redisClient(t, raw, prefix)
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newTCPProxy(t, opts.Addr)
+	p, err := DialRedisStreams(ctx, "redis://"+proxy.Addr()+"/"+strconv.Itoa(opts.DB), RedisStreamsConfig{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	d := Delivery{ID: "018f-lost-reply", Topic: "orders", Payload: []byte(`{}`)}
+	// A first message loads the script (EVALSHA's NOSCRIPT answer must not
+	// be the one held back).
+	if err := p.Publish(ctx, Delivery{ID: "018f-warm", Topic: "warm", Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Pause()
+	actx, acancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = p.Publish(actx, d)
+	acancel()
+	if err == nil {
+		t.Fatal("the attempt succeeded although its reply was held back")
+	}
+	testenv.Eventually(t, 5*time.Second, "the first attempt's entry in the stream", func() bool {
+		return c.XLen(ctx, p.Stream(d.Topic)).Val() == 1
+	})
+	proxy.Cut() // the held reply is lost with its connection
+	proxy.Resume()
+	if err := p.Publish(ctx, d); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	entries, err := c.XRange(ctx, p.Stream(d.Topic), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Values["id"] != d.ID {
+		t.Fatalf("stream holds %v after a lost reply and a retry, want one entry of %s", entries, d.ID)
+	}
+}

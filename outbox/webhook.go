@@ -42,7 +42,7 @@ func NewWebhook(rawURL string, client *http.Client) (*Webhook, error) {
 func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(d.Payload))
 	if err != nil {
-		return redactError(fmt.Errorf("webhook: %w", err), w.url)
+		return fmt.Errorf("webhook: %w", redactError(err, w.url))
 	}
 	for k, v := range d.Headers {
 		req.Header.Set(k, v)
@@ -52,9 +52,8 @@ func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	req.Header.Set("Canal-Topic", d.Topic)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		// The transport's error quotes the URL, token and all, and this
-		// error is logged and stored in the attempt history.
-		return redactError(fmt.Errorf("webhook: %w", err), w.url)
+		// net/http quotes the URL, path and query included.
+		return fmt.Errorf("webhook: %w", redactError(err, w.url))
 	}
 	defer resp.Body.Close()
 	// A short excerpt of the body helps whoever reads the attempt log; the

@@ -85,3 +85,39 @@ func TestNewWebhookRejectsBadURL(t *testing.T) {
 		}
 	}
 }
+
+// A webhook URL's secrets (user, password, a token in the path or query, as
+// Slack-style hooks carry them) appear in no error: not in a failed
+// attempt's error, which the attempt log and the pages show, nor in the
+// error of a bad URL.
+func TestWebhookErrorsHideURLSecrets(t *testing.T) {
+	secrets := []string{"hookuser", "pw-s3cret", "T0KEN-path", "q-t0ken"}
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there now: the POST fails in transport
+
+	w, err := NewWebhook("http://hookuser:pw-s3cret@"+addr+"/services/T0KEN-path?token=q-t0ken", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pubErr := w.Publish(ctx, Delivery{ID: "0190-id", Topic: "t", Payload: []byte(`{}`)})
+	if pubErr == nil {
+		t.Fatal("a POST to a closed port succeeded")
+	}
+	_, badErr := NewWebhook("ftp://hookuser:pw-s3cret@"+addr+"/services/T0KEN-path?token=q-t0ken", nil)
+	if !errors.Is(badErr, ErrInvalidConfig) {
+		t.Fatalf("bad URL err = %v, want ErrInvalidConfig", badErr)
+	}
+	for _, err := range []error{pubErr, badErr} {
+		for _, s := range secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error %q shows %s", err, s)
+			}
+		}
+		if !strings.Contains(err.Error(), addr) {
+			t.Errorf("error %q does not name the host %s", err, addr)
+		}
+	}
+}

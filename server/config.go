@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
+	"github.com/canalhq/canal/web/auth"
 )
 
 // Config is everything Canal reads at start. Flags win over environment
@@ -248,17 +248,18 @@ func (c Config) validate() error {
 	if _, err := jobs.ParsePolicy(c.QueuePolicy); err != nil {
 		errs = append(errs, fmt.Errorf("-queue-policy: %w", err))
 	}
+	// Publisher URLs carry passwords and tokens (a webhook's in its path or
+	// query): errors show only scheme and host.
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("-webhook-url %q: want an http:// or https:// URL", outbox.RedactURL(c.WebhookURL)))
+			errs = append(errs, fmt.Errorf("-webhook-url %s: want an http:// or https:// URL", outbox.RedactURL(c.WebhookURL)))
 		}
 	}
 	if c.NATSURL != "" {
 		if u, err := url.Parse(c.NATSURL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("-nats-url %q: want a nats://host:port URL", outbox.RedactURL(c.NATSURL)))
+			errs = append(errs, fmt.Errorf("-nats-url %s: want a nats://host:port URL", outbox.RedactURL(c.NATSURL)))
 		}
 	}
-	// Broker URLs carry passwords: errors show only scheme and host.
 	if c.AMQPURL != "" {
 		if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("-amqp-url %s: want amqp://user:password@host:port/vhost (or amqps://)", outbox.RedactURL(c.AMQPURL)))

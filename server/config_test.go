@@ -83,6 +83,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "topic routed twice", args: []string{"-redis-url", "redis://h/0", "-routes", "a=redis,a=redis"}, wantErr: "topic a is routed twice"},
 		{name: "bad amqp URL hides its password", args: []string{"-amqp-url", "http://user:hunter22@mq.example:5672/"}, wantErr: "-amqp-url http://mq.example:5672: want amqp://"},
 		{name: "bad redis URL hides its password", args: []string{"-redis-url", "tcp://:hunter22@r.example:6379?x=hunter22"}, wantErr: "-redis-url tcp://r.example:6379: want redis://"},
+		{name: "bad webhook URL hides its secrets", args: []string{"-webhook-url", "ftp://u:hunter22@h.example/services/hunter22?token=hunter22"}, wantErr: "-webhook-url ftp://h.example: want an http://"},
+		{name: "bad nats URL hides its token", args: []string{"-nats-url", "http://hunter22@n.example:4222"}, wantErr: "-nats-url http://n.example:4222: want a nats://"},
 		{name: "bad redis maxlen", args: []string{"-redis-maxlen", "0"}, wantErr: "-redis-maxlen 0: must be at least 1"},
 		{name: "bad amqp exchange", args: []string{"-amqp-exchange", "a b"}, wantErr: `-amqp-exchange "a b"`},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "want debug, info, warn or error"},

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"
@@ -28,6 +27,7 @@ import (
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/server/demo"
 	"github.com/canalhq/canal/web"
+	"github.com/canalhq/canal/web/auth"
 )
 
 // Run is the whole program. main calls it with the process's arguments,

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/templates"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 )
 

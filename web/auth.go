@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/templates"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 )

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 )
 

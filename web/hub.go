@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/coder/websocket"
 )
 

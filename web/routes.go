@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/canalhq/canal/web/auth"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
 	"github.com/canalhq/canal/templates"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"go.opentelemetry.io/otel/trace"
