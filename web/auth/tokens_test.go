@@ -82,3 +82,26 @@ func TestNewTokensRefusesWeakOnes(t *testing.T) {
 		}
 	}
 }
+
+// With only a viewer token, the cookie key is made of things the viewer
+// knows (the viewer token, and nothing for the operator): the viewer can
+// sign any session. A session of a role that has no token, or naming
+// someone else, must still not be accepted.
+func TestViewerOnlyTokensRefuseForgedOperatorSessions(t *testing.T) {
+	tok, err := NewTokens("", "viewer-0123456789", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a viewer can compute from the viewer token alone: NewTokens'
+	// key, rebuilt from public inputs.
+	viewerOnly, _ := NewTokens("", "viewer-0123456789", time.Hour)
+	for _, p := range []Principal{{Name: "operator", Role: Operator}, {Name: "mallory", Role: Operator}, {Name: "mallory", Role: Viewer}} {
+		v, _ := viewerOnly.NewSession(p, false)
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", SessionCookie+"="+v)
+		got, err := tok.Authenticate(r)
+		if err == nil && (got.Role == Operator || got.Name != "viewer") {
+			t.Errorf("forged session %+v accepted as %+v", p, got)
+		}
+	}
+}
