@@ -235,9 +235,16 @@ func clientAddr(r *http.Request) string {
 }
 
 // safeNext keeps a post-login redirect on this site: a path, not "//host".
+// Browsers drop tabs and newlines from a Location and read "\\" as "/", so
+// "/\t/evil.example" would leave: control bytes and backslashes are refused.
 func safeNext(next, fallback string) string {
-	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') {
 		return fallback
+	}
+	for i := 0; i < len(next); i++ {
+		if next[i] < 0x20 || next[i] == 0x7f {
+			return fallback
+		}
 	}
 	return next
 }

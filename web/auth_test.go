@@ -356,7 +356,10 @@ func TestLogin(t *testing.T) {
 	}
 
 	// Redirects stay on this site.
-	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example"} {
+	// Browsers drop tabs and newlines from a Location and read a
+	// backslash as a slash, so "/\t/evil.example" is "//evil.example".
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example",
+		"/\t/evil.example", "/\n/evil.example", "/\r/evil.example", "/\x00/evil.example", "/\x7f/evil.example", "\t//evil.example"} {
 		if got := safeNext(next, "/"); got != "/" {
 			t.Errorf("safeNext(%q) = %q", next, got)
 		}
