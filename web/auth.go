@@ -52,33 +52,42 @@ const (
 )
 
 // identify puts the request's principal and CSRF token in its context. A
-// wrong Bearer token is refused at once (401); a missing or stale session
-// leaves the request anonymous, for the route to decide.
-func (a Access) identify(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		switch r.URL.Path {
-		case "/healthz", "/readyz": // probes carry no credentials
+// wrong Bearer token is refused at once (401) and counts as a failed login
+// of its address (429 once they are spent, right tokens too, or a guesser
+// would learn from the answer); a missing or stale session leaves the
+// request anonymous, for the route to decide.
+func (a Access) identify(lim *loginLimiter) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			switch r.URL.Path {
+			case "/healthz", "/readyz": // probes carry no credentials
+				return next(c)
+			}
+			p := auth.Principal{Name: "local", Role: auth.Operator, Via: "open"}
+			if a.Authenticator != nil {
+				addr := clientAddr(r)
+				if r.Header.Get("Authorization") != "" && lim.blocked(addr) {
+					return deny(c, http.StatusTooManyRequests, "too many failed logins from this address: wait a minute")
+				}
+				var err error
+				p, err = a.Authenticator.Authenticate(r)
+				switch {
+				case errors.Is(err, auth.ErrNoCredentials):
+					p = auth.Principal{Name: "anonymous"}
+				case err != nil:
+					lim.failed(addr)
+					c.Response().Header().Set("WWW-Authenticate", `Bearer realm="canal"`)
+					return deny(c, http.StatusUnauthorized, "authentication failed: "+err.Error())
+				}
+			}
+			ctx := auth.WithPrincipal(r.Context(), p)
+			if isPage(c) {
+				ctx = auth.WithCSRF(ctx, csrfToken(c))
+			}
+			c.SetRequest(r.WithContext(ctx))
 			return next(c)
 		}
-		p := auth.Principal{Name: "local", Role: auth.Operator, Via: "open"}
-		if a.Authenticator != nil {
-			var err error
-			p, err = a.Authenticator.Authenticate(r)
-			switch {
-			case errors.Is(err, auth.ErrNoCredentials):
-				p = auth.Principal{Name: "anonymous"}
-			case err != nil:
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="canal"`)
-				return deny(c, http.StatusUnauthorized, "authentication failed: "+err.Error())
-			}
-		}
-		ctx := auth.WithPrincipal(r.Context(), p)
-		if isPage(c) {
-			ctx = auth.WithCSRF(ctx, csrfToken(c))
-		}
-		c.SetRequest(r.WithContext(ctx))
-		return next(c)
 	}
 }
 

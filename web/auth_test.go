@@ -233,6 +233,35 @@ func TestAccessBearer(t *testing.T) {
 	}
 }
 
+// Wrong Bearer tokens are failed logins too: without a limit a program
+// could try tokens as fast as the server answers.
+func TestAccessBearerGuessesAreLimited(t *testing.T) {
+	e := securedRouter(t)
+	call := func(addr, bearer string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/api/jobs", nil)
+		req.Host, req.RemoteAddr = goodHost, addr
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+	for i := range 10 {
+		if rec := call("192.0.2.7:4000", fmt.Sprintf("guess-%02d-0123456789abcdef", i)); rec.Code != 401 {
+			t.Fatalf("guess %d: %d, want 401", i, rec.Code)
+		}
+	}
+	for _, bearer := range []string{"guess-10-0123456789abcdef", testOperator} {
+		rec := call("192.0.2.7:4001", bearer)
+		var body apiError
+		if rec.Code != 429 || json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error == "" {
+			t.Errorf("after 10 wrong tokens, %s: %d %s, want 429 with a JSON error", bearer[:5], rec.Code, rec.Body.String())
+		}
+	}
+	if rec := call("192.0.2.8:4000", testOperator); rec.Code != 200 {
+		t.Errorf("another address: %d, want 200", rec.Code)
+	}
+}
+
 // With no authentication configured (the loopback default) everybody is
 // an operator, programs need no CSRF token, browsers do, and the Host
 // allow-list still holds.

@@ -96,13 +96,15 @@ func New(d Deps) *echo.Echo {
 	// A page on another site must not press Canal's buttons from a
 	// colleague's browser.
 	e.Use(crossOriginGuard(http.NewCrossOriginProtection()))
-	e.Use(d.Access.identify)
-	addRoutes(e, d)
+	// Wrong Bearer tokens and failed logins share one limit per address.
+	logins := newLoginLimiter(d.Access.FailedLogins)
+	e.Use(d.Access.identify(logins))
+	addRoutes(e, d, logins)
 	return e
 }
 
 // addRoutes is the map of the whole HTTP surface, on one screen.
-func addRoutes(e *echo.Echo, d Deps) {
+func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 	// GET and HEAD: uptime checks and caches often ask with HEAD.
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e.Match(getHead, "/healthz", healthz(d.Ready, d.Started))
@@ -116,7 +118,6 @@ func addRoutes(e *echo.Echo, d Deps) {
 	// Every command and write is counted and audited, refused ones too;
 	// so is every login, and every wall link used.
 	rec := recorder{log: d.Audit, hub: d.Hub, metrics: d.Metrics, logger: d.Logger}.middleware
-	logins := newLoginLimiter(d.Access.FailedLogins)
 	e.GET("/login", loginPage(d.Access, logins), onlyWithToken(rec))
 	if d.Access.Login != nil {
 		e.POST("/login", loginSubmit(d.Access, logins), rec)
