@@ -46,7 +46,7 @@ func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
 	// One more row than asked tells whether there is a next page.
 	want := f.Limit
 	f.Limit++
-	rows, err := r.drv.List(ctx, queue.ListQuery{Queue: queueName, States: states(f.Status), Kind: f.Topic, Before: f.Before, Limit: f.Limit})
+	rows, err := r.drv.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: queueName, States: states(f.Status), Kind: f.Topic}, Before: f.Before, Limit: f.Limit})
 	if err != nil {
 		return Page{}, fmt.Errorf("list messages: %w", err)
 	}

@@ -62,6 +62,17 @@ type Driver interface {
 	Delete(ctx context.Context, queue, publicID string, states []State) (Item, error)
 	// Drop marks a pending or held item dropped (or cancelled) with reason.
 	Drop(ctx context.Context, queue, publicID string, to State, reason string, nowUS int64) (Item, error)
+	// DropOldest marks the oldest pending item of queue that has no key
+	// dropped with reason and returns it, ErrNotFound if there is none (a
+	// keyed item heads its key's order, which shedding must not break).
+	// It runs in tx when not nil: a full-queue policy sheds in the
+	// caller's transaction, where on SQLite a second connection would wait
+	// for that transaction's write lock.
+	DropOldest(ctx context.Context, tx *gorm.DB, queue, reason string, nowUS int64) (Item, error)
+	// Import writes items of queue as they stand, in any state, with their
+	// counts and times, in one transaction (fixtures, or items carried over
+	// from elsewhere); ID is assigned. Insert is for new items.
+	Import(ctx context.Context, queue string, items []Item) error
 
 	Reader
 }
@@ -71,6 +82,9 @@ type Reader interface {
 	Get(ctx context.Context, queue, publicID string) (Item, error)
 	Attempts(ctx context.Context, id int64) ([]Attempt, error)
 	List(ctx context.Context, q ListQuery) ([]Item, error)
+	// CountUpTo counts the items f matches, reading at most limit of them,
+	// in tx (the caller's transaction) when not nil.
+	CountUpTo(ctx context.Context, tx *gorm.DB, f Filter, limit int64) (int64, error)
 	// Count counts queue's items (of kind, if not "") per state, each up to
 	// limit, so the cost is bounded on any table.
 	Count(ctx context.Context, queue, kind string, limit int64) (map[State]int64, error)
@@ -125,11 +139,24 @@ type ProcessRow struct {
 	HeartbeatUS int64
 }
 
-// ListQuery selects a page, newest first (ID descending).
+// Filter selects items of one queue; a zero field matches any.
+type Filter struct {
+	Queue      string
+	States     []State
+	Kind       string
+	Priorities []int
+	// Failed: true, failed since the last retry by hand (Failures > 0);
+	// false, not (a first try, or retried by hand).
+	Failed *bool
+	// RunAt bounds, in Unix microseconds: DueBy > 0 keeps RunAt <= DueBy
+	// (an item due at once has RunAt 0), DueAfter > 0 keeps RunAt > DueAfter.
+	DueBy, DueAfter int64
+}
+
+// ListQuery selects a page of the items Filter matches, newest first (ID
+// descending).
 type ListQuery struct {
-	Queue  string
-	States []State // empty: any
-	Kind   string  // empty: any
-	Before int64   // ID cursor; 0: from the newest
+	Filter
+	Before int64 // ID cursor; 0: from the newest
 	Limit  int
 }

@@ -249,30 +249,130 @@ func (r Reader) Attempts(ctx context.Context, id int64) ([]queue.Attempt, error)
 	return out, rows.Err()
 }
 
-// List reads a page, newest first.
-func (r Reader) List(ctx context.Context, q queue.ListQuery) ([]queue.Item, error) {
-	where, args := []string{"queue = ?"}, []any{q.Queue}
-	if len(q.States) > 0 {
-		ss := make([]string, len(q.States))
-		for i, s := range q.States {
+// where is f as a condition and its arguments.
+func where(f queue.Filter) (string, []any) {
+	conds, args := []string{"queue = ?"}, []any{f.Queue}
+	if len(f.States) > 0 {
+		ss := make([]string, len(f.States))
+		for i, s := range f.States {
 			ss[i] = string(s)
 		}
-		where, args = append(where, "state IN ?"), append(args, ss)
+		conds, args = append(conds, "state IN ?"), append(args, ss)
 	}
-	if q.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, q.Kind)
+	if f.Kind != "" {
+		conds, args = append(conds, "kind = ?"), append(args, f.Kind)
 	}
+	if len(f.Priorities) > 0 {
+		conds, args = append(conds, "priority IN ?"), append(args, f.Priorities)
+	}
+	if f.Failed != nil {
+		if *f.Failed {
+			conds = append(conds, "failures > 0")
+		} else {
+			conds = append(conds, "failures = 0")
+		}
+	}
+	if f.DueBy > 0 {
+		conds, args = append(conds, "run_at_us <= ?"), append(args, f.DueBy)
+	}
+	if f.DueAfter > 0 {
+		conds, args = append(conds, "run_at_us > ?"), append(args, f.DueAfter)
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// on is tx when not nil, else the reader's own handle.
+func (r Reader) on(ctx context.Context, tx *gorm.DB) *gorm.DB {
+	if tx != nil {
+		return tx.WithContext(ctx)
+	}
+	return r.DB.WithContext(ctx)
+}
+
+// List reads a page, newest first.
+func (r Reader) List(ctx context.Context, q queue.ListQuery) ([]queue.Item, error) {
+	cond, args := where(q.Filter)
 	if q.Before > 0 {
-		where, args = append(where, "id < ?"), append(args, q.Before)
+		cond, args = cond+" AND id < ?", append(args, q.Before)
 	}
 	args = append(args, q.Limit)
 	rows, err := r.DB.WithContext(ctx).Raw(`SELECT `+Columns+` FROM canal_queue_items WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...).Rows()
+		cond+` ORDER BY id DESC LIMIT ?`, args...).Rows()
 	items, err := ScanAll(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("list items: %w", err)
 	}
 	return items, nil
+}
+
+// CountUpTo counts the items f matches: counting a LIMITed subquery reads
+// at most limit index entries whatever the table holds.
+func (r Reader) CountUpTo(ctx context.Context, tx *gorm.DB, f queue.Filter, limit int64) (int64, error) {
+	cond, args := where(f)
+	var n int64
+	err := r.on(ctx, tx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE `+cond+` LIMIT ?) capped`,
+		append(args, limit)...).Scan(&n).Error
+	if err != nil {
+		return 0, fmt.Errorf("count items: %w", err)
+	}
+	return n, nil
+}
+
+// DropOldest drops the oldest unkeyed pending item, choosing the next
+// oldest when a claim takes the chosen one first.
+func (r Reader) DropOldest(ctx context.Context, tx *gorm.DB, q, reason string, nowUS int64) (queue.Item, error) {
+	db := r.on(ctx, tx)
+	for range 10 {
+		var ids []int64
+		err := db.Raw(`SELECT id FROM canal_queue_items WHERE queue = ? AND state = 'pending' AND item_key = '' ORDER BY id LIMIT 1`, q).Scan(&ids).Error
+		if err != nil {
+			return queue.Item{}, fmt.Errorf("find oldest: %w", err)
+		}
+		if len(ids) == 0 {
+			return queue.Item{}, queue.ErrNotFound
+		}
+		rows, err := db.Raw(`UPDATE canal_queue_items SET state = 'dropped', last_error = ?, finished_us = ?, updated_us = ?
+WHERE id = ? AND state = 'pending' RETURNING `+Columns, queue.Text(reason), nowUS, nowUS, ids[0]).Rows()
+		items, err := ScanAll(rows, err)
+		if err != nil {
+			return queue.Item{}, fmt.Errorf("drop oldest: %w", err)
+		}
+		if len(items) == 1 {
+			return items[0], nil
+		}
+	}
+	return queue.Item{}, queue.ErrNotFound
+}
+
+// Import writes items as they stand in one transaction.
+func (r Reader) Import(ctx context.Context, q string, items []queue.Item) error {
+	for _, it := range items {
+		if it.PublicID == "" || it.Kind == "" || !slices.Contains(queue.States(), it.State) {
+			return fmt.Errorf("import %q: %w: public id, kind and a state are required", it.PublicID, queue.ErrInvalidItem)
+		}
+		if it.Payload != nil && !json.Valid(it.Payload) || it.Meta != nil && !json.Valid(it.Meta) {
+			return fmt.Errorf("import %q: %w: payload and meta must be JSON", it.PublicID, queue.ErrInvalidItem)
+		}
+	}
+	err := r.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, it := range items {
+			payload, meta, created, _ := Defaults(queue.NewItem{Payload: it.Payload, Meta: it.Meta, CreatedAt: it.CreatedAt}, 0)
+			err := tx.Exec(`INSERT INTO canal_queue_items (public_id, queue, kind, item_key, priority, payload, meta, state,
+  attempt, failures, max_attempts, blocks, last_error, run_at_us, lease_until_us, owner, created_us, updated_us, started_us, finished_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				it.PublicID, q, it.Kind, it.Key, it.Priority, payload, meta, string(it.State),
+				it.Attempt, it.Failures, it.MaxAttempts, it.Blocks, queue.Text(it.LastError), queue.US(it.RunAt),
+				queue.US(it.LeaseUntil), it.Owner, created, queue.US(it.UpdatedAt), queue.US(it.StartedAt), queue.US(it.FinishedAt)).Error
+			if err != nil {
+				return fmt.Errorf("import %q: %w", it.PublicID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("import items: %w", err)
+	}
+	return nil
 }
 
 // Count counts per state, each up to limit over the (queue, state, id) index.

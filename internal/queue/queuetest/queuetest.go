@@ -41,6 +41,9 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentClaimersNeverShare", testConcurrentClaims},
 		{"RetryDeadDropCountListCleanup", testAdmin},
 		{"ClientRunsEverything", testClient},
+		{"ImportAnyState", testImport},
+		{"CountAndListFilters", testCountAndListFilters},
+		{"DropOldestUnkeyed", testDropOldest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -399,11 +402,11 @@ func testAdmin(t *testing.T, d queue.Driver, db *gorm.DB) {
 	if c, _ := d.Count(ctx, q, "", 0); c[queue.StatePending] != 0 {
 		t.Fatalf("count capped at 0: %v", c)
 	}
-	page, err := d.List(ctx, queue.ListQuery{Queue: q, Limit: 2})
+	page, err := d.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: q}, Limit: 2})
 	if err != nil || fmt.Sprint(publicIDs(page)) != "[d c]" {
 		t.Fatalf("list: %v %v", publicIDs(page), err)
 	}
-	page, err = d.List(ctx, queue.ListQuery{Queue: q, Limit: 10, Before: page[1].ID, States: []queue.State{queue.StateDead}})
+	page, err = d.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: q, States: []queue.State{queue.StateDead}}, Limit: 10, Before: page[1].ID})
 	if err != nil || fmt.Sprint(publicIDs(page)) != "[a]" {
 		t.Fatalf("list dead: %v %v", publicIDs(page), err)
 	}
