@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canalhq/canal/internal/queue"
+	"github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/testenv"
 	"gorm.io/gorm"
@@ -437,6 +439,66 @@ func TestRecorderPrunesHistory(t *testing.T) {
 		}
 		if !runs[0].At.Equal(*saved[0].LastRun) {
 			t.Errorf("newest kept run at %v, last run %v", runs[0].At, saved[0].LastRun)
+		}
+	})
+}
+
+// Pending work is several engine states (held and rescued items, and
+// pending ones that have not failed): listed and counted as one.
+func TestPendingWorkSpansEngineStates(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *gorm.DB, s jobs.Store) {
+		ctx := context.Background()
+		drv, err := dialect.For(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+		var items []queue.Item
+		for i, st := range []queue.State{queue.StatePending, queue.StateHeld, queue.StateRescued, queue.StatePending, queue.StatePending, queue.StateHeld, queue.StateDone} {
+			it := queue.Item{PublicID: fmt.Sprint("w", i), Kind: []string{"a", "b"}[i%2], Key: "k", State: st, CreatedAt: at, UpdatedAt: at}
+			if i == 3 {
+				it.Failures, it.Attempt = 1, 1 // waiting for its retry's backoff
+			}
+			items = append(items, it)
+		}
+		if err := drv.Import(ctx, "work", items); err != nil {
+			t.Fatal(err)
+		}
+		p := jobs.NewProcessor(jobs.Config{Store: s})
+		for _, tc := range []struct {
+			f    jobs.WorkFilter
+			want []string
+		}{
+			{jobs.WorkFilter{State: jobs.WorkPending}, []string{"w5", "w4", "w2", "w1", "w0"}},
+			{jobs.WorkFilter{State: jobs.WorkPending, Kind: "b"}, []string{"w5", "w1"}},
+			{jobs.WorkFilter{State: jobs.WorkRetrying}, []string{"w3"}},
+		} {
+			for _, limit := range []int{1, 2, 100} {
+				var got []string
+				var before jobs.WorkCursor
+				for range 10 {
+					page, err := p.ListWork(ctx, tc.f, before, limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, it := range page.Items {
+						got = append(got, it.ID)
+					}
+					if page.Next == "" {
+						break
+					}
+					if before, err = jobs.ParseWorkCursor(page.Next); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("%+v limit %d: %v, want %v", tc.f, limit, got, tc.want)
+				}
+			}
+			counts, err := p.CountWork(ctx, tc.f.Kind)
+			if err != nil || counts[tc.f.State] != (jobs.Count{N: len(tc.want)}) {
+				t.Errorf("%+v: count %+v, %v; want %d", tc.f, counts[tc.f.State], err, len(tc.want))
+			}
 		}
 	})
 }

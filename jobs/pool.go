@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/canalhq/canal/internal/queue"
-	"github.com/canalhq/canal/internal/queue/queuesql"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 	"gorm.io/gorm"
@@ -285,7 +284,7 @@ func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
 			pl.creditMu.Unlock()
 			return nil
 		}
-		n, err := pl.waiting(db, limit)
+		n, err := pl.waiting(ctx, db, limit)
 		if err != nil {
 			pl.creditMu.Unlock()
 			return err
@@ -300,7 +299,7 @@ func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
 		case DropNewest:
 			return ErrFull
 		case DropOldest:
-			dropped, err := pl.dropOldest(db)
+			dropped, err := pl.dropOldest(ctx, db)
 			if err != nil {
 				return err
 			}
@@ -328,11 +327,10 @@ func (pl *pool) admit(ctx context.Context, db *gorm.DB) error {
 	}
 }
 
-// waiting counts the pending items, up to limit.
-func (pl *pool) waiting(db *gorm.DB, limit int) (int, error) {
-	var n int64
-	err := db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = 'pending' LIMIT ?) bounded`,
-		workQueue, limit).Scan(&n).Error
+// waiting counts the pending items, up to limit, on db (the caller's
+// transaction, if any: its own items count).
+func (pl *pool) waiting(ctx context.Context, db *gorm.DB, limit int) (int, error) {
+	n, err := pl.drv.CountUpTo(ctx, db, queue.Filter{Queue: workQueue, States: []queue.State{queue.StatePending}}, int64(limit))
 	if err != nil {
 		return 0, fmt.Errorf("count backlog: %w", err)
 	}
@@ -346,33 +344,18 @@ const evictReason = "evicted by a newer item (queue full, drop-oldest)"
 // on db (the caller's transaction, if any: on SQLite a second connection
 // would wait for that transaction's write lock). False: nothing was
 // waiting any more.
-func (pl *pool) dropOldest(db *gorm.DB) (bool, error) {
-	for range 10 {
-		rows, err := db.Raw(`SELECT `+queuesql.Columns+` FROM canal_queue_items WHERE queue = ? AND state = 'pending' ORDER BY id LIMIT 1`, workQueue).Rows()
-		items, err := queuesql.ScanAll(rows, err)
-		if err != nil {
-			return false, fmt.Errorf("find oldest: %w", err)
-		}
-		if len(items) == 0 {
-			return false, nil
-		}
-		it := items[0]
-		now := queue.US(pl.now())
-		res := db.Exec(`UPDATE canal_queue_items SET state = 'dropped', last_error = ?, finished_us = ?, updated_us = ?
-WHERE id = ? AND state = 'pending'`, evictReason, now, now, it.ID)
-		if res.Error != nil {
-			return false, fmt.Errorf("drop oldest: %w", res.Error)
-		}
-		if res.RowsAffected == 0 {
-			continue // claimed meanwhile: the next oldest
-		}
-		pl.evicted.Add(1)
-		it.State, it.LastError, it.FinishedAt, it.UpdatedAt = queue.StateDropped, evictReason, queue.FromUS(now), queue.FromUS(now)
-		w := toWork(it)
-		pl.events.publish(Event{Type: EventWorkDropped, Work: &w})
-		return true, nil
+func (pl *pool) dropOldest(ctx context.Context, db *gorm.DB) (bool, error) {
+	it, err := pl.drv.DropOldest(ctx, db, workQueue, evictReason, queue.US(pl.now()))
+	if errors.Is(err, queue.ErrNotFound) {
+		return false, nil
 	}
-	return false, nil
+	if err != nil {
+		return false, err
+	}
+	pl.evicted.Add(1)
+	w := toWork(it)
+	pl.events.publish(Event{Type: EventWorkDropped, Work: &w})
+	return true, nil
 }
 
 func breakerRetry(k *kind) time.Duration {

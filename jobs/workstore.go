@@ -1,31 +1,47 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 
 	"github.com/canalhq/canal/internal/queue"
-	"github.com/canalhq/canal/internal/queue/queuesql"
 )
 
 // workQueue is the engine queue that holds work items.
 const workQueue = "work"
 
-// Work items are rows of the engine's table in queue "work". A work state
-// is a condition on the engine's state (and failures, which tell a retry
-// waiting for its backoff from a first try); these reads are portable SQL
-// through gorm, as the engine's own reader is.
-var workConds = map[WorkState]string{
-	WorkPending:  `(state IN ('held', 'rescued') OR (state = 'pending' AND failures = 0))`,
-	WorkRetrying: `state = 'pending' AND failures > 0`,
-	WorkRunning:  `state = 'running'`,
-	WorkDone:     `state = 'done'`,
-	WorkFailed:   `state = 'dead'`,
-	WorkDropped:  `state IN ('dropped', 'cancelled')`,
+// Work items are items of the engine's queue "work". A work state is a
+// set of engine states (and failures, which tell a retry waiting for its
+// backoff from a first try): one or more engine filters, read through the
+// engine's Reader.
+func workFilters(st WorkState) ([]queue.Filter, bool) {
+	var no, yes = false, true
+	f := func(failed *bool, states ...queue.State) queue.Filter {
+		return queue.Filter{Queue: workQueue, States: states, Failed: failed}
+	}
+	switch st {
+	case WorkPending:
+		return []queue.Filter{f(nil, queue.StateHeld, queue.StateRescued), f(&no, queue.StatePending)}, true
+	case WorkRetrying:
+		return []queue.Filter{f(&yes, queue.StatePending)}, true
+	case WorkRunning:
+		return []queue.Filter{f(nil, queue.StateRunning)}, true
+	case WorkDone:
+		return []queue.Filter{f(nil, queue.StateDone)}, true
+	case WorkFailed:
+		return []queue.Filter{f(nil, queue.StateDead)}, true
+	case WorkDropped:
+		return []queue.Filter{f(nil, queue.StateDropped, queue.StateCancelled)}, true
+	}
+	return nil, false
 }
+
+// workStates are the work states, in the order the dashboard shows them.
+var workStates = []WorkState{WorkPending, WorkRetrying, WorkRunning, WorkDone, WorkFailed, WorkDropped}
 
 // workState is an engine item's work state.
 func workState(it queue.Item) WorkState {
@@ -89,49 +105,43 @@ func (s gormStore) GetWork(ctx context.Context, id string) (WorkItem, error) {
 	return toWork(it), nil
 }
 
-// engineID is the engine's id of a work item, 0 if there is none.
-func (s gormStore) engineID(ctx context.Context, publicID string) (int64, error) {
-	var ids []int64
-	err := s.db.WithContext(ctx).Raw(`SELECT id FROM canal_queue_items WHERE queue = ? AND public_id = ?`, workQueue, publicID).Scan(&ids).Error
-	if err != nil || len(ids) == 0 {
-		return 0, err
-	}
-	return ids[0], nil
-}
-
 // ListWork pages by the engine's id, newest first: the id is assigned at
 // insert, so it is the order of creation.
 func (s gormStore) ListWork(ctx context.Context, f WorkFilter, before WorkCursor, limit int) ([]WorkItem, error) {
-	where, args := []string{"queue = ?"}, []any{workQueue}
+	filters := []queue.Filter{{Queue: workQueue}}
 	if f.State != "" {
-		cond, ok := workConds[f.State]
-		if !ok {
+		var ok bool
+		if filters, ok = workFilters(f.State); !ok {
 			return nil, fmt.Errorf("list work: %w: %q", ErrInvalidState, f.State)
 		}
-		where = append(where, cond)
 	}
-	if f.Kind != "" {
-		if !storableID(f.Kind) {
-			return nil, nil
-		}
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	if f.Kind != "" && !storableID(f.Kind) {
+		return nil, nil
 	}
+	var beforeID int64
 	if !before.IsZero() {
-		id, err := s.engineID(ctx, before.ID)
+		it, err := s.drv.Get(ctx, workQueue, before.ID)
+		if errors.Is(err, queue.ErrNotFound) {
+			return nil, fmt.Errorf("list work: %w: no item %q", ErrInvalidCursor, before.ID)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list work: %w", err)
 		}
-		if id == 0 {
-			return nil, fmt.Errorf("list work: %w: no item %q", ErrInvalidCursor, before.ID)
-		}
-		where, args = append(where, "id < ?"), append(args, id)
+		beforeID = it.ID
 	}
-	args = append(args, limit)
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+queuesql.Columns+` FROM canal_queue_items WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`, args...).Rows()
-	items, err := queuesql.ScanAll(rows, err)
-	if err != nil {
-		return nil, fmt.Errorf("list work: %w", err)
+	// A state of several filters: each one's page, merged newest first.
+	var items []queue.Item
+	for _, fl := range filters {
+		fl.Kind = f.Kind
+		page, err := s.drv.List(ctx, queue.ListQuery{Filter: fl, Before: beforeID, Limit: limit})
+		if err != nil {
+			return nil, fmt.Errorf("list work: %w", err)
+		}
+		items = append(items, page...)
+	}
+	if len(filters) > 1 {
+		slices.SortFunc(items, func(a, b queue.Item) int { return cmp.Compare(b.ID, a.ID) })
+		items = items[:min(len(items), limit)]
 	}
 	out := make([]WorkItem, len(items))
 	for i, it := range items {
@@ -142,23 +152,23 @@ func (s gormStore) ListWork(ctx context.Context, f WorkFilter, before WorkCursor
 }
 
 func (s gormStore) CountWork(ctx context.Context, kind string, limit int) (map[WorkState]Count, error) {
-	out := make(map[WorkState]Count, len(workConds))
+	out := make(map[WorkState]Count, len(workStates))
 	if kind != "" && !storableID(kind) {
 		return out, nil
 	}
-	for st, cond := range workConds {
-		where, args := "queue = ? AND "+cond, []any{workQueue}
-		if kind != "" {
-			where, args = where+" AND kind = ?", append(args, kind)
+	for _, st := range workStates {
+		filters, _ := workFilters(st)
+		n := 0
+		for _, f := range filters {
+			f.Kind = kind
+			// Each count reads at most limit+1 index entries.
+			m, err := s.drv.CountUpTo(ctx, nil, f, int64(limit)+1)
+			if err != nil {
+				return nil, fmt.Errorf("count %s work: %w", st, err)
+			}
+			n += int(m)
 		}
-		var n int64
-		// Counting a LIMITed subquery reads at most limit+1 index entries.
-		err := s.db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE `+where+` LIMIT ?) bounded`,
-			append(args, limit+1)...).Scan(&n).Error
-		if err != nil {
-			return nil, fmt.Errorf("count %s work: %w", st, err)
-		}
-		c := Count{N: int(n)}
+		c := Count{N: n}
 		if c.N > limit {
 			c = Count{N: limit, More: true}
 		}
@@ -171,14 +181,14 @@ func (s gormStore) CountWork(ctx context.Context, kind string, limit int) (map[W
 // retry's backoff or a deferral), each count bounded by limit, over the
 // engine's claim index.
 func (s gormStore) depths(ctx context.Context, nowUS int64, limit int) (due, later [numPriorities]int, err error) {
-	db := s.db.WithContext(ctx)
 	for p := range numPriorities {
+		f := queue.Filter{Queue: workQueue, States: []queue.State{queue.StatePending}, Priorities: []int{p}}
+		dueF, laterF := f, f
+		dueF.DueBy, laterF.DueAfter = nowUS, nowUS
 		var n, m int64
-		err = db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = 'pending' AND priority = ? AND run_at_us <= ? LIMIT ?) bounded`,
-			workQueue, p, nowUS, limit).Scan(&n).Error
+		n, err = s.drv.CountUpTo(ctx, nil, dueF, int64(limit))
 		if err == nil {
-			err = db.Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE queue = ? AND state = 'pending' AND priority = ? AND run_at_us > ? LIMIT ?) bounded`,
-				workQueue, p, nowUS, limit).Scan(&m).Error
+			m, err = s.drv.CountUpTo(ctx, nil, laterF, int64(limit))
 		}
 		if err != nil {
 			return due, later, fmt.Errorf("work depths: %w", err)
@@ -189,42 +199,42 @@ func (s gormStore) depths(ctx context.Context, nowUS int64, limit int) (due, lat
 }
 
 // ImportWork writes items as they stand, in any state, with their ids,
-// attempts and times (a fixture, or work carried over from elsewhere):
-// Enqueue only makes new pending items. s must come from NewStore.
+// attempts and times (a fixture, or work carried over from elsewhere), all
+// or none: Enqueue only makes new pending items. s must come from NewStore.
 func ImportWork(ctx context.Context, s Store, items ...WorkItem) error {
 	gs, ok := s.(gormStore)
 	if !ok {
 		return fmt.Errorf("import work: %w: %T keeps no work items", ErrNoStore, s)
 	}
+	qs := make([]queue.Item, 0, len(items))
 	for _, w := range items {
 		if !ValidWorkState(w.State) || !w.Priority.valid() || !storableID(w.ID) || w.ID == "" {
 			return fmt.Errorf("import work %q: %w", w.ID, ErrInvalidState)
 		}
-		state, failures := map[WorkState]queue.State{
-			WorkPending: queue.StatePending, WorkRetrying: queue.StatePending, WorkRunning: queue.StateRunning,
-			WorkDone: queue.StateDone, WorkFailed: queue.StateDead, WorkDropped: queue.StateDropped,
-		}[w.State], 0
+		it := queue.Item{
+			PublicID: w.ID, Kind: w.Kind, Priority: int(w.Priority), Attempt: w.Attempts, MaxAttempts: w.MaxAttempts,
+			LastError: w.LastError, RunAt: w.RunAt, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt,
+			State: map[WorkState]queue.State{
+				WorkPending: queue.StatePending, WorkRetrying: queue.StatePending, WorkRunning: queue.StateRunning,
+				WorkDone: queue.StateDone, WorkFailed: queue.StateDead, WorkDropped: queue.StateDropped,
+			}[w.State],
+		}
 		if w.State == WorkRetrying || w.State == WorkFailed {
-			failures = max(w.Attempts, 1)
+			it.Failures = max(w.Attempts, 1)
 		}
-		payload := "null"
 		if len(w.Payload) > 0 {
-			payload = string(w.Payload)
+			it.Payload = w.Payload
 		}
-		var started, finished int64
 		if w.StartedAt != nil {
-			started = us(*w.StartedAt)
+			it.StartedAt = *w.StartedAt
 		}
 		if w.FinishedAt != nil {
-			finished = us(*w.FinishedAt)
+			it.FinishedAt = *w.FinishedAt
 		}
-		err := gs.db.WithContext(ctx).Exec(`INSERT INTO canal_queue_items (public_id, queue, kind, priority, payload, state,
-  attempt, failures, max_attempts, last_error, run_at_us, created_us, updated_us, started_us, finished_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.ID, workQueue, w.Kind, int(w.Priority), payload, string(state),
-			w.Attempts, failures, w.MaxAttempts, queue.Text(w.LastError), us(w.RunAt), us(w.CreatedAt), us(w.UpdatedAt), started, finished).Error
-		if err != nil {
-			return fmt.Errorf("import work %q: %w", w.ID, err)
-		}
+		qs = append(qs, it)
+	}
+	if err := gs.drv.Import(ctx, workQueue, qs); err != nil {
+		return fmt.Errorf("import work: %w", err)
 	}
 	return nil
 }
