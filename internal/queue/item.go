@@ -17,6 +17,7 @@ var (
 	ErrDialect       = errors.New("queue: unsupported database dialect")
 	ErrInvalidConfig = errors.New("queue: invalid config")
 	ErrStopped       = errors.New("queue: client is not running")
+	ErrUnknownState  = errors.New("queue: unknown state")
 )
 
 // State is where an item is in its life.

@@ -249,20 +249,33 @@ func (r Reader) Attempts(ctx context.Context, id int64) ([]queue.Attempt, error)
 	return out, rows.Err()
 }
 
-// where is f as a condition and its arguments.
-func where(f queue.Filter) (string, []any) {
+// where is f as a condition and its arguments. States are written as
+// literals (they are a closed set): a partial index (WHERE state =
+// 'pending') serves a query only when the planner sees the constant.
+func where(f queue.Filter) (string, []any, error) {
 	conds, args := []string{"queue = ?"}, []any{f.Queue}
 	if len(f.States) > 0 {
 		ss := make([]string, len(f.States))
 		for i, s := range f.States {
-			ss[i] = string(s)
+			if !slices.Contains(queue.States(), s) {
+				return "", nil, fmt.Errorf("%w: %q", queue.ErrUnknownState, s)
+			}
+			ss[i] = "'" + string(s) + "'"
 		}
-		conds, args = append(conds, "state IN ?"), append(args, ss)
+		if len(ss) == 1 {
+			conds = append(conds, "state = "+ss[0])
+		} else {
+			conds = append(conds, "state IN ("+strings.Join(ss, ", ")+")")
+		}
 	}
 	if f.Kind != "" {
 		conds, args = append(conds, "kind = ?"), append(args, f.Kind)
 	}
-	if len(f.Priorities) > 0 {
+	switch len(f.Priorities) {
+	case 0:
+	case 1: // an equality walks the claim index (queue, priority, run_at_us, id)
+		conds, args = append(conds, "priority = ?"), append(args, f.Priorities[0])
+	default:
 		conds, args = append(conds, "priority IN ?"), append(args, f.Priorities)
 	}
 	if f.Failed != nil {
@@ -278,7 +291,7 @@ func where(f queue.Filter) (string, []any) {
 	if f.DueAfter > 0 {
 		conds, args = append(conds, "run_at_us > ?"), append(args, f.DueAfter)
 	}
-	return strings.Join(conds, " AND "), args
+	return strings.Join(conds, " AND "), args, nil
 }
 
 // on is tx when not nil, else the reader's own handle.
@@ -291,7 +304,10 @@ func (r Reader) on(ctx context.Context, tx *gorm.DB) *gorm.DB {
 
 // List reads a page, newest first.
 func (r Reader) List(ctx context.Context, q queue.ListQuery) ([]queue.Item, error) {
-	cond, args := where(q.Filter)
+	cond, args, err := where(q.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("list items: %w", err)
+	}
 	if q.Before > 0 {
 		cond, args = cond+" AND id < ?", append(args, q.Before)
 	}
@@ -308,9 +324,12 @@ func (r Reader) List(ctx context.Context, q queue.ListQuery) ([]queue.Item, erro
 // CountUpTo counts the items f matches: counting a LIMITed subquery reads
 // at most limit index entries whatever the table holds.
 func (r Reader) CountUpTo(ctx context.Context, tx *gorm.DB, f queue.Filter, limit int64) (int64, error) {
-	cond, args := where(f)
+	cond, args, err := where(f)
+	if err != nil {
+		return 0, fmt.Errorf("count items: %w", err)
+	}
 	var n int64
-	err := r.on(ctx, tx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE `+cond+` LIMIT ?) capped`,
+	err = r.on(ctx, tx).Raw(`SELECT COUNT(*) FROM (SELECT 1 FROM canal_queue_items WHERE `+cond+` LIMIT ?) capped`,
 		append(args, limit)...).Scan(&n).Error
 	if err != nil {
 		return 0, fmt.Errorf("count items: %w", err)

@@ -91,6 +91,7 @@ func testCountAndListFilters(t *testing.T, d queue.Driver, db *gorm.DB) {
 		{"states", queue.Filter{Queue: q, States: []queue.State{queue.StatePending, queue.StateHeld}}, 100, 4, "[d c b a]"},
 		{"kind", queue.Filter{Queue: q, States: pending, Kind: "k"}, 100, 2, "[b a]"},
 		{"priority", queue.Filter{Queue: q, Priorities: []int{1}}, 100, 2, "[c b]"},
+		{"priorities", queue.Filter{Queue: q, Priorities: []int{0, 1}, States: pending}, 100, 3, "[c b a]"},
 		{"priority 0", queue.Filter{Queue: q, Priorities: []int{0}, States: pending}, 100, 1, "[a]"},
 		{"failed", queue.Filter{Queue: q, States: pending, Failed: &yes}, 100, 1, "[b]"},
 		{"not failed", queue.Filter{Queue: q, States: pending, Failed: &no}, 100, 2, "[c a]"},
@@ -106,6 +107,12 @@ func testCountAndListFilters(t *testing.T, d queue.Driver, db *gorm.DB) {
 		if got := fmt.Sprint(publicIDs(page)); err != nil || got != tc.list {
 			t.Errorf("%s: list %s, %v; want %s", tc.name, got, err, tc.list)
 		}
+	}
+	if _, err := d.CountUpTo(ctx, nil, queue.Filter{Queue: q, States: []queue.State{"lost"}}, 10); !errors.Is(err, queue.ErrUnknownState) {
+		t.Errorf("count of an unknown state: %v, want ErrUnknownState", err)
+	}
+	if _, err := d.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: q, States: []queue.State{"x' OR '1'='1"}}, Limit: 10}); !errors.Is(err, queue.ErrUnknownState) {
+		t.Errorf("list of an unknown state: %v, want ErrUnknownState", err)
 	}
 	// Keyset: the page after c.
 	c := get(t, d, "c")
