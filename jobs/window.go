@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/queue"
-	"github.com/canalhq/canal/internal/queue/queuesql"
 	"gorm.io/gorm"
 )
 
@@ -49,18 +48,14 @@ func (p *Processor) Window(ctx context.Context, since time.Time, bucket time.Dur
 }
 
 // migrateWindow adds the index the runs' range query walks; the work
-// items' are the engine's (done and dead by finish time).
+// items are counted by the engine (CountByFinish, LatestFinished) over its
+// own indexes of done and dead items by finish time.
 func migrateWindow(ctx context.Context, db *gorm.DB) error {
 	err := db.WithContext(ctx).Exec(`CREATE INDEX IF NOT EXISTS canal_job_runs_started ON canal_job_runs (started_us)`).Error
 	if err != nil {
 		return fmt.Errorf("migrate jobs window index: %w", err)
 	}
 	return nil
-}
-
-type bucketCount struct {
-	B int64 `gorm:"column:b"`
-	N int64 `gorm:"column:n"`
 }
 
 func (s gormStore) window(ctx context.Context, from, width int64, n, recent int) (Window, error) {
@@ -89,17 +84,11 @@ func (s gormStore) window(ctx context.Context, from, width int64, n, recent int)
 		state queue.State
 		into  []int64
 	}{{queue.StateDone, w.WorkDone}, {queue.StateDead, w.WorkFailed}} {
-		var rows []bucketCount
-		if err := db.Raw(`SELECT (finished_us - ?) / ? AS b, COUNT(*) AS n FROM canal_queue_items
-			WHERE queue = ? AND state = ? AND finished_us >= ? AND finished_us < ? GROUP BY 1`,
-			from, width, workQueue, string(st.state), from, until).Scan(&rows).Error; err != nil {
+		counts, err := s.drv.CountByFinish(ctx, queue.Filter{Queue: workQueue, States: []queue.State{st.state}}, from, width, n)
+		if err != nil {
 			return Window{}, fmt.Errorf("work %s: %w", st.state, err)
 		}
-		for _, r := range rows {
-			if r.B >= 0 && r.B < int64(n) {
-				st.into[r.B] += r.N
-			}
-		}
+		copy(st.into, counts)
 	}
 	if recent > 0 {
 		var rr []runRow
@@ -110,10 +99,8 @@ func (s gormStore) window(ctx context.Context, from, width int64, n, recent int)
 		for _, r := range rr {
 			w.RecentRunFailures = append(w.RecentRunFailures, r.run())
 		}
-		rows, err := db.Raw(`SELECT `+queuesql.Columns+` FROM canal_queue_items
-			WHERE queue = ? AND state = 'dead' AND finished_us >= ? AND finished_us < ? ORDER BY finished_us DESC LIMIT ?`,
-			workQueue, from, until, recent).Rows()
-		items, err := queuesql.ScanAll(rows, err)
+		items, err := s.drv.LatestFinished(ctx, queue.Filter{Queue: workQueue, States: []queue.State{queue.StateDead},
+			FinishedFrom: from, FinishedBefore: until}, recent)
 		if err != nil {
 			return Window{}, fmt.Errorf("recent failed work: %w", err)
 		}

@@ -67,7 +67,8 @@
 // circuit breaker) or Permanent(err) (dead now). OnEvent hears every
 // outcome once written; Emitter is the shared non-blocking event channel a
 // use builds its own events on. The admin side is the Driver itself:
-// Get, Attempts, List and CountUpTo (over a Filter), Count, OldestOpen,
+// Get, Attempts, List, CountUpTo, CountByFinish and LatestFinished (over a
+// Filter), Count, OldestOpen,
 // Retry, RetryDead, Delete, Drop, DropOldest (a full-queue policy, in the
 // caller's transaction), Import (items as they stand, in any state),
 // Cleanup, all per queue; NewItem.State = StateDropped records an item

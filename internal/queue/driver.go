@@ -82,6 +82,12 @@ type Reader interface {
 	Get(ctx context.Context, queue, publicID string) (Item, error)
 	Attempts(ctx context.Context, id int64) ([]Attempt, error)
 	List(ctx context.Context, q ListQuery) ([]Item, error)
+	// CountByFinish counts the items f matches that finished in each of n
+	// buckets of widthUS from fromUS: bucket i is [fromUS + i·widthUS,
+	// fromUS + (i+1)·widthUS).
+	CountByFinish(ctx context.Context, f Filter, fromUS, widthUS int64, n int) ([]int64, error)
+	// LatestFinished reads up to limit items f matches, the latest finished first.
+	LatestFinished(ctx context.Context, f Filter, limit int) ([]Item, error)
 	// CountUpTo counts the items f matches, reading at most limit of them,
 	// in tx (the caller's transaction) when not nil.
 	CountUpTo(ctx context.Context, tx *gorm.DB, f Filter, limit int64) (int64, error)
@@ -151,6 +157,10 @@ type Filter struct {
 	// RunAt bounds, in Unix microseconds: DueBy > 0 keeps RunAt <= DueBy
 	// (an item due at once has RunAt 0), DueAfter > 0 keeps RunAt > DueAfter.
 	DueBy, DueAfter int64
+	// FinishedAt bounds, in Unix microseconds: FinishedFrom > 0 keeps
+	// FinishedAt >= FinishedFrom, FinishedBefore > 0 keeps FinishedAt <
+	// FinishedBefore.
+	FinishedFrom, FinishedBefore int64
 }
 
 // ListQuery selects a page of the items Filter matches, newest first (ID

@@ -291,6 +291,12 @@ func where(f queue.Filter) (string, []any, error) {
 	if f.DueAfter > 0 {
 		conds, args = append(conds, "run_at_us > ?"), append(args, f.DueAfter)
 	}
+	if f.FinishedFrom > 0 {
+		conds, args = append(conds, "finished_us >= ?"), append(args, f.FinishedFrom)
+	}
+	if f.FinishedBefore > 0 {
+		conds, args = append(conds, "finished_us < ?"), append(args, f.FinishedBefore)
+	}
 	return strings.Join(conds, " AND "), args, nil
 }
 
@@ -335,6 +341,50 @@ func (r Reader) CountUpTo(ctx context.Context, tx *gorm.DB, f queue.Filter, limi
 		return 0, fmt.Errorf("count items: %w", err)
 	}
 	return n, nil
+}
+
+// CountByFinish groups by bucket over the (queue, finished_us) index of a
+// final state.
+func (r Reader) CountByFinish(ctx context.Context, f queue.Filter, fromUS, widthUS int64, n int) ([]int64, error) {
+	if widthUS <= 0 || n <= 0 {
+		return nil, fmt.Errorf("count by finish: bucket width %d and count %d must be positive", widthUS, n)
+	}
+	f.FinishedFrom, f.FinishedBefore = max(f.FinishedFrom, fromUS), fromUS+int64(n)*widthUS
+	cond, args, err := where(f)
+	if err != nil {
+		return nil, fmt.Errorf("count by finish: %w", err)
+	}
+	var rows []struct {
+		B int64 `gorm:"column:b"`
+		N int64 `gorm:"column:n"`
+	}
+	err = r.DB.WithContext(ctx).Raw(`SELECT (finished_us - ?) / ? AS b, COUNT(*) AS n FROM canal_queue_items WHERE `+cond+` GROUP BY 1`,
+		append([]any{fromUS, widthUS}, args...)...).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("count by finish: %w", err)
+	}
+	out := make([]int64, n)
+	for _, r := range rows {
+		if r.B >= 0 && r.B < int64(n) {
+			out[r.B] += r.N
+		}
+	}
+	return out, nil
+}
+
+// LatestFinished reads the latest finished items first.
+func (r Reader) LatestFinished(ctx context.Context, f queue.Filter, limit int) ([]queue.Item, error) {
+	cond, args, err := where(f)
+	if err != nil {
+		return nil, fmt.Errorf("latest finished: %w", err)
+	}
+	rows, err := r.DB.WithContext(ctx).Raw(`SELECT `+Columns+` FROM canal_queue_items WHERE `+cond+
+		` ORDER BY finished_us DESC LIMIT ?`, append(args, limit)...).Rows()
+	items, err := ScanAll(rows, err)
+	if err != nil {
+		return nil, fmt.Errorf("latest finished: %w", err)
+	}
+	return items, nil
 }
 
 // DropOldest drops the oldest unkeyed pending item, choosing the next

@@ -44,6 +44,7 @@ func Run(t *testing.T, open Open) {
 		{"ImportAnyState", testImport},
 		{"CountAndListFilters", testCountAndListFilters},
 		{"DropOldestUnkeyed", testDropOldest},
+		{"CountByFinishAndLatest", testFinished},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

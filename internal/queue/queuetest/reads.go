@@ -186,3 +186,37 @@ func testDropOldest(t *testing.T, d queue.Driver, db *gorm.DB) {
 		t.Fatalf("k2: %s", got.State)
 	}
 }
+
+func testFinished(t *testing.T, d queue.Driver, _ *gorm.DB) {
+	ctx := context.Background()
+	var items []queue.Item
+	for i, fin := range []time.Duration{time.Second, 2500 * time.Millisecond, 2900 * time.Millisecond, 9 * time.Second, 500 * time.Millisecond} {
+		items = append(items, queue.Item{PublicID: fmt.Sprint("d", i), Kind: "k", State: queue.StateDone, CreatedAt: t0, FinishedAt: t0.Add(fin)})
+	}
+	items = append(items, queue.Item{PublicID: "x", Kind: "k", State: queue.StateDead, CreatedAt: t0, FinishedAt: t0.Add(2 * time.Second)})
+	if err := d.Import(ctx, q, items); err != nil {
+		t.Fatal(err)
+	}
+	done, dead := queue.Filter{Queue: q, States: []queue.State{queue.StateDone}}, queue.Filter{Queue: q, States: []queue.State{queue.StateDead}}
+	for _, tc := range []struct {
+		f    queue.Filter
+		want string
+	}{{done, "[1 2 0]"}, {dead, "[0 1 0]"}, {queue.Filter{Queue: q}, "[1 3 0]"}, {queue.Filter{Queue: "other"}, "[0 0 0]"}} {
+		got, err := d.CountByFinish(ctx, tc.f, us(time.Second), time.Second.Microseconds(), 3)
+		if err != nil || fmt.Sprint(got) != tc.want {
+			t.Errorf("%v: buckets %v, %v; want %s", tc.f.States, got, err, tc.want)
+		}
+	}
+	if _, err := d.CountByFinish(ctx, done, us(0), 0, 3); err == nil {
+		t.Error("a zero bucket width is accepted")
+	}
+	f := done
+	f.FinishedFrom, f.FinishedBefore = us(time.Second), us(4*time.Second)
+	got, err := d.LatestFinished(ctx, f, 2)
+	if err != nil || fmt.Sprint(publicIDs(got)) != "[d2 d1]" {
+		t.Fatalf("latest finished: %v, %v", publicIDs(got), err)
+	}
+	if got, _ := d.LatestFinished(ctx, done, 10); fmt.Sprint(publicIDs(got)) != "[d3 d2 d1 d0 d4]" {
+		t.Fatalf("latest finished, all: %v", publicIDs(got))
+	}
+}
