@@ -126,7 +126,15 @@ func WithSearchPath(base, schema string) string {
 // SQLite opens a SQLite file in t's temporary directory.
 func SQLite(t testing.TB) *gorm.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "canal.db")
+	// Not t.TempDir: SQLite may still remove its -wal and -shm files while
+	// the last connection closes, and t.TempDir fails a test whose directory
+	// changes under its removal. The files are the test's own; a late one is
+	// removed on a second try.
+	dir, err := os.MkdirTemp("", "canal-sqlite-")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	path := filepath.Join(dir, "canal.db")
 	db, err := gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"), quiet())
 	if err != nil {
 		t.Fatalf("testenv: open sqlite: %v", err)
@@ -134,6 +142,17 @@ func SQLite(t testing.TB) *gorm.DB {
 	t.Cleanup(func() {
 		if sqlDB, err := db.DB(); err == nil {
 			_ = sqlDB.Close()
+		}
+		for try := 0; ; try++ {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if try == 20 {
+				t.Logf("testenv: remove %s: %v", dir, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 	return db
