@@ -173,11 +173,11 @@ func auditPage(al AuditLog) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		f, err := auditFilter(c, false)
 		if err != nil {
-			return badPage(c, err.Error())
+			return badPage(c, "query", err.Error())
 		}
 		page, err := al.List(c.Request().Context(), f)
 		if errors.Is(err, audit.ErrInvalidFilter) {
-			return badPage(c, err.Error())
+			return badPage(c, "query", err.Error())
 		}
 		if err != nil {
 			return err

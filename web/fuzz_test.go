@@ -63,8 +63,8 @@ func fuzzRouter(tb testing.TB) *echo.Echo {
 }
 
 // noServerError sends one request and fails on a 5xx, or on an API answer
-// that is not JSON.
-func noServerError(t *testing.T, e *echo.Echo, method, target, body string) {
+// that is not JSON; it returns the status.
+func noServerError(t *testing.T, e *echo.Echo, method, target, body string) int {
 	t.Helper()
 	req := httptest.NewRequest(method, "/", strings.NewReader(body))
 	u, err := url.ParseRequestURI(target)
@@ -85,6 +85,17 @@ func noServerError(t *testing.T, e *echo.Echo, method, target, body string) {
 	if strings.HasPrefix(u.Path, "/api/") && rec.Body.Len() > 0 && !json.Valid(rec.Body.Bytes()) {
 		t.Fatalf("%s %s: not JSON: %s", method, target, rec.Body.String())
 	}
+	return rec.Code
+}
+
+// sameRefusal fails unless a page and its API twin both refuse the query
+// as bad input (400) or both take it.
+func sameRefusal(t *testing.T, e *echo.Echo, page, api string) {
+	t.Helper()
+	p, a := noServerError(t, e, "GET", page, ""), noServerError(t, e, "GET", api, "")
+	if (p == http.StatusBadRequest) != (a == http.StatusBadRequest) {
+		t.Fatalf("%s answers %d but %s answers %d", page, p, api, a)
+	}
 }
 
 func query(kv ...string) string {
@@ -104,6 +115,9 @@ func FuzzQueries(f *testing.F) {
 	f.Add("running", "%zz", "9223372036854775808", "5")
 	f.Add("done", " ", "-5", "")
 	f.Add("", "sms\n", "\xff\xfe", "2")
+	f.Add("bogus", "", "zz", "")
+	f.Add("dispatched", "", "zz", "")
+	f.Add("dropped", "email", "0", "")
 	e := fuzzRouter(f)
 	f.Fuzz(func(t *testing.T, status, text, before, limit string) {
 		noServerError(t, e, "GET", "/api/outbox"+query("status", status, "topic", text, "before", before, "limit", limit), "")
@@ -117,6 +131,9 @@ func FuzzQueries(f *testing.F) {
 		noServerError(t, e, "GET", "/api/outbox/"+url.PathEscape(text), "")
 		noServerError(t, e, "GET", "/api/work/"+url.PathEscape(text), "")
 		noServerError(t, e, "GET", "/ws"+query("view", status), "")
+		sameRefusal(t, e, "/outbox"+query("status", status, "topic", text, "before", before), "/api/outbox"+query("status", status, "topic", text, "before", before))
+		sameRefusal(t, e, "/work"+query("state", status, "kind", text, "before", before), "/api/work"+query("state", status, "kind", text, "before", before))
+		sameRefusal(t, e, "/jobs/report"+query("before", before), "/api/jobs/report/runs"+query("before", before))
 	})
 }
 

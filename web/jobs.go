@@ -184,7 +184,7 @@ func listRuns(rl runLister) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		before, ok := runCursor(c.QueryParam("before"))
 		if !ok {
-			return badRequest(c, "before", "before must be the next value of a previous page (a positive run id)")
+			return badRequest(c, "before", runCursorMessage)
 		}
 		limit, ok := pageLimit(c.QueryParam("limit"))
 		if !ok {
@@ -207,6 +207,8 @@ func runCursor(s string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil && n > 0
 }
+
+const runCursorMessage = "before must be the next value of a previous page (a positive run id)"
 
 var limitMessage = fmt.Sprintf("limit must be a whole number from 1 to %d", jobs.MaxPage)
 

@@ -50,7 +50,7 @@ func listOutbox(ob outboxLister) echo.HandlerFunc {
 		if s := c.QueryParam("status"); s != "" {
 			st, ok := outbox.ParseStatus(s)
 			if !ok {
-				return badRequest(c, "status", fmt.Sprintf("status %q: want pending, inflight, dispatched or dead", s))
+				return badRequest(c, "status", statusMessage(s))
 			}
 			f.Status = st
 		}
@@ -68,7 +68,7 @@ func listOutbox(ob outboxLister) echo.HandlerFunc {
 		if s := c.QueryParam("before"); s != "" {
 			b, ok := outbox.ParseCursor(s)
 			if !ok {
-				return badRequest(c, "before", fmt.Sprintf("before %q: want the next cursor of a previous page", s))
+				return badRequest(c, "before", outboxCursorMessage(s))
 			}
 			f.Before = b
 		}
@@ -171,6 +171,16 @@ func outboxStats(ob outboxStatser) echo.HandlerFunc {
 func trailing(dec *json.Decoder) bool {
 	_, err := dec.Token()
 	return !errors.Is(err, io.EOF)
+}
+
+// statusMessage and outboxCursorMessage are the words of a bad filter, the
+// same on the API and on the page.
+func statusMessage(s string) string {
+	return fmt.Sprintf("status %q: want pending, inflight, dispatched or dead", s)
+}
+
+func outboxCursorMessage(s string) string {
+	return fmt.Sprintf("before %q: want the next cursor of a previous page", s)
 }
 
 // checkTopic returns why topic (a filter; "" for any) can name no topic, or

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/canalhq/canal/jobs"
@@ -73,7 +72,7 @@ func jobPage(h *Hub, jc JobController, rl runLister) echo.HandlerFunc {
 		name := c.Param("name")
 		before, ok := runCursor(c.QueryParam("before"))
 		if !ok {
-			return notFound(c, "That page cursor is not valid.", "/jobs/"+url.PathEscape(name), name)
+			return badPage(c, "before", runCursorMessage)
 		}
 		v, err := h.View(ctx)
 		if err != nil {
@@ -122,11 +121,11 @@ func workPage(h *Hub, wl workLister) echo.HandlerFunc {
 			Before: c.QueryParam("before"),
 		}
 		if f.State != "" && !jobs.ValidWorkState(f.State) {
-			return notFound(c, "There is no work state “"+string(f.State)+"”.", "/work", "Work")
+			return badPage(c, "state", workStateMessage)
 		}
 		before, err := jobs.ParseWorkCursor(f.Before)
 		if err != nil {
-			return notFound(c, "That page cursor is not valid.", "/work", "Work")
+			return badPage(c, "before", workCursorMessage)
 		}
 		var (
 			page   = jobs.WorkPage{}
@@ -138,7 +137,7 @@ func workPage(h *Hub, wl workLister) echo.HandlerFunc {
 				counts, err = wl.CountWork(ctx, f.Kind)
 			}
 			if msg, bad := badInput(err); bad {
-				return badPage(c, msg)
+				return badPage(c, "query", msg)
 			}
 			if err != nil {
 				return err
@@ -165,26 +164,26 @@ func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerF
 			Before: c.QueryParam("before"),
 		}
 		if msg := checkTopic(f.Topic); msg != "" {
-			return badPage(c, msg)
+			return badPage(c, "topic", msg)
 		}
 		lf := outbox.ListFilter{Topic: f.Topic}
 		if f.Status != "" {
 			st, ok := outbox.ParseStatus(f.Status)
 			if !ok {
-				return notFound(c, "There is no message status “"+f.Status+"”.", "/outbox", "Outbox")
+				return badPage(c, "status", statusMessage(f.Status))
 			}
 			lf.Status = st
 		}
 		if f.Before != "" {
 			before, ok := outbox.ParseCursor(f.Before)
 			if !ok {
-				return notFound(c, "That page cursor is not valid.", "/outbox", "Outbox")
+				return badPage(c, "before", outboxCursorMessage(f.Before))
 			}
 			lf.Before = before
 		}
 		page, err := ob.List(ctx, lf)
 		if errors.Is(err, outbox.ErrInvalidFilter) {
-			return badPage(c, err.Error())
+			return badPage(c, "query", err.Error())
 		}
 		if err != nil {
 			return err
@@ -229,9 +228,15 @@ func notFound(c echo.Context, what, back, backLabel string) error {
 	return render(c, http.StatusNotFound, templates.NotFound(what, back, backLabel))
 }
 
-// badPage is a page's 400: the same checks as its API twin, as a page.
-func badPage(c echo.Context, msg string) error {
-	return render(c, http.StatusBadRequest, templates.Problem(http.StatusBadRequest, msg, c.Request().URL.Path))
+// badPage is a page's 400: the same checks and words as its API twin, as
+// an error page for a browser, or as the API's JSON naming the field for
+// htmx or a client that asks for JSON.
+func badPage(c echo.Context, field, msg string) error {
+	r := c.Request()
+	if r.Header.Get("HX-Request") != "" || !strings.Contains(r.Header.Get("Accept"), "text/html") && strings.Contains(r.Header.Get("Accept"), "json") {
+		return badRequest(c, field, msg)
+	}
+	return render(c, http.StatusBadRequest, templates.Problem(http.StatusBadRequest, msg, r.URL.Path))
 }
 
 // badInput reports whether err is the jobs store refusing the query.

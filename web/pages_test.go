@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -202,7 +203,7 @@ func TestJobPageFromTheStoreAfterARestart(t *testing.T) {
 		if got := older.Find(`[data-testid="run-error"]`).Text(); got != "disk full" {
 			t.Errorf("the older page shows error %q, want the first run's", got)
 		}
-		get(t, srv, "/jobs/report?before=x", http.StatusNotFound)
+		get(t, srv, "/jobs/report?before=x", http.StatusBadRequest)
 		get(t, srv, "/jobs/other", http.StatusNotFound)
 	})
 }
@@ -279,8 +280,8 @@ func TestWorkPageFromTheStoreAfterARestart(t *testing.T) {
 		if d.Find(`[data-testid="no-work"]`).Length() != 0 {
 			t.Error("failed tab says there is no work")
 		}
-		get(t, srv, "/work?state=bogus", http.StatusNotFound)
-		get(t, srv, "/work?before=nope", http.StatusNotFound)
+		get(t, srv, "/work?state=bogus", http.StatusBadRequest)
+		get(t, srv, "/work?before=nope", http.StatusBadRequest)
 		if d := get(t, srv, "/work?kind=fax", http.StatusOK); d.Find(`[data-testid="no-work"]`).Length() != 1 {
 			t.Error("an empty filter does not say so")
 		}
@@ -312,8 +313,8 @@ func TestOutboxPages(t *testing.T) {
 	if d.Find(`[data-testid="outbox-stats"]`).Length() != 1 {
 		t.Error("no stats panel on the outbox page")
 	}
-	get(t, srv, "/outbox?status=bogus", http.StatusNotFound)
-	get(t, srv, "/outbox?before=x", http.StatusNotFound)
+	get(t, srv, "/outbox?status=bogus", http.StatusBadRequest)
+	get(t, srv, "/outbox?before=x", http.StatusBadRequest)
 
 	d = get(t, srv, "/outbox/m-dead", http.StatusOK)
 	if got := d.Find(`[data-testid="payload"]`).Text(); !strings.Contains(got, `"order": 42`) {
@@ -351,5 +352,49 @@ func TestWallPageIsReadOnly(t *testing.T) {
 	}
 	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?view=wall" {
 		t.Errorf("wall ws-connect = %q", ws)
+	}
+}
+
+// TestPagesRefuseBadParametersLikeTheirAPITwins: a bad filter or cursor on
+// a page is the API's 400 with its words, as an error page naming the parameter for a
+// browser and as the API's JSON for a client that asks for JSON or htmx.
+func TestPagesRefuseBadParametersLikeTheirAPITwins(t *testing.T) {
+	srv, _, _, _ := uiServer(t)
+	cases := []struct{ page, field string }{
+		{"/outbox?status=bogus", "status"},
+		{"/outbox?before=zz", "before"},
+		{"/outbox?topic=a%00", "topic"},
+		{"/work?state=bogus", "state"},
+		{"/work?before=zz", "before"},
+		{"/jobs/report?before=zz", "before"},
+	}
+	for _, c := range cases {
+		t.Run(c.page, func(t *testing.T) {
+			d := get(t, srv, c.page, http.StatusBadRequest)
+			p := d.Find(`[data-testid="problem"]`)
+			if p.AttrOr("data-status", "") != "400" {
+				t.Fatalf("no 400 problem page: %q", d.Text())
+			}
+			if text := p.Find(`[data-testid="problem-text"]`).Text(); !strings.Contains(text, c.field) {
+				t.Errorf("the page's error %q does not name %q", text, c.field)
+			}
+			for _, hdr := range [][2]string{{"Accept", "application/json"}, {"HX-Request", "true"}} {
+				req, err := http.NewRequest(http.MethodGet, srv.URL+c.page, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set(hdr[0], hdr[1])
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got apiError
+				err = json.NewDecoder(resp.Body).Decode(&got)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusBadRequest || err != nil || got.Field != c.field || got.Error == "" {
+					t.Errorf("%s: %s: %d %+v (%v), want 400 naming %q", hdr[0], c.page, resp.StatusCode, got, err, c.field)
+				}
+			}
+		})
 	}
 }

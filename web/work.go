@@ -164,17 +164,22 @@ type workList struct {
 	Counts map[jobs.WorkState]jobs.Count `json:"counts"`
 }
 
+const (
+	workStateMessage  = "state must be one of pending, running, retrying, done, failed, dropped"
+	workCursorMessage = "before must be the next value of a previous page"
+)
+
 // listWork answers stored work items, newest first:
 // ?state=&kind=&before=<next of the previous page>&limit=1..jobs.MaxPage.
 func listWork(wl workLister) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		f := jobs.WorkFilter{State: jobs.WorkState(c.QueryParam("state")), Kind: strings.TrimSpace(c.QueryParam("kind"))}
 		if f.State != "" && !jobs.ValidWorkState(f.State) {
-			return badRequest(c, "state", "state must be one of pending, running, retrying, done, failed, dropped")
+			return badRequest(c, "state", workStateMessage)
 		}
 		before, err := jobs.ParseWorkCursor(c.QueryParam("before"))
 		if err != nil {
-			return badRequest(c, "before", "before must be the next value of a previous page")
+			return badRequest(c, "before", workCursorMessage)
 		}
 		limit, ok := pageLimit(c.QueryParam("limit"))
 		if !ok {
