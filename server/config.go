@@ -50,6 +50,8 @@ type Config struct {
 	Insecure      bool     // listen beyond loopback without authentication
 	// AuditRetention is how long audit entries are kept.
 	AuditRetention time.Duration
+
+	timeouts httpTimeouts // the HTTP server's; zero: the defaults
 }
 
 // envName maps each flag to its environment fallback.

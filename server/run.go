@@ -144,7 +144,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := newHTTPServer(handler, log)
+	srv := newHTTPServer(handler, log, cfg.timeouts)
 
 	// Shutdown order (below): HTTP stops accepting, browsers get 1012, work
 	// drains, the database closes.
@@ -317,22 +317,31 @@ func logAccess(log *slog.Logger, cfg Config, a web.Access) {
 	}
 }
 
-// HTTP limits: a slow or idle client cannot hold a connection for long.
-// WebSockets clear these deadlines for themselves after the upgrade.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 60 * time.Second
-)
+// httpTimeouts are the HTTP limits: a slow or idle client cannot hold a
+// connection for long. WebSockets clear these deadlines for themselves
+// after the upgrade. Config carries them unexported so that a test can
+// shorten them; zero is the default.
+type httpTimeouts struct {
+	ReadHeader, Read, Write, Idle time.Duration
+}
 
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+var defaultHTTPTimeouts = httpTimeouts{
+	ReadHeader: 10 * time.Second,
+	Read:       30 * time.Second,
+	Write:      30 * time.Second,
+	Idle:       60 * time.Second,
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger, t httpTimeouts) *http.Server {
+	if t == (httpTimeouts{}) {
+		t = defaultHTTPTimeouts
+	}
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
