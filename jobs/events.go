@@ -82,6 +82,9 @@ type QueueStats struct {
 	Breakers map[string]string `json:"breakers,omitempty"`
 	// Control is the control channel's counters.
 	Control ChanStats `json:"control"`
+	// ControlWait is how long commands waited in the control channel
+	// before the processor took them.
+	ControlWait WaitStats `json:"controlWait"`
 	// EventsDropped counts events lost because the reader fell behind.
 	EventsDropped uint64 `json:"eventsDropped"`
 }

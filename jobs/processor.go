@@ -129,6 +129,7 @@ type command struct {
 	name     string
 	interval time.Duration
 	reply    chan reply
+	sent     time.Time // when it entered the control channel (monotonic)
 }
 
 type reply struct {
@@ -164,6 +165,7 @@ type runResult struct {
 type Processor struct {
 	cfg      Config
 	cmds     *Bounded[command]
+	cmdWait  *waitHist // time commands spent in cmds
 	results  chan runResult
 	events   *emitter
 	jobs     map[string]*job
@@ -189,6 +191,7 @@ func NewProcessor(cfg Config) *Processor {
 	p := &Processor{
 		cfg:      cfg,
 		results:  make(chan runResult, 64),
+		cmdWait:  newWaitHist(),
 		events:   newEmitter(cfg.EventCapacity, func() time.Time { return cfg.Now().UTC() }),
 		jobs:     make(map[string]*job),
 		shutdown: make(chan context.Context),
@@ -453,6 +456,9 @@ func (p *Processor) list() []Status {
 }
 
 func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd command) {
+	if !cmd.sent.IsZero() {
+		p.cmdWait.observe(time.Since(cmd.sent))
+	}
 	var r reply
 	defer func() {
 		if v := recover(); v != nil {
@@ -683,7 +689,7 @@ func sameQueue(a, b QueueStats) bool {
 }
 
 func (p *Processor) queueStats() *QueueStats {
-	s := &QueueStats{Depths: map[string]int{}, Control: p.cmds.Stats(), EventsDropped: p.events.dropped.Load()}
+	s := &QueueStats{Depths: map[string]int{}, Control: p.cmds.Stats(), ControlWait: p.cmdWait.stats(), EventsDropped: p.events.dropped.Load()}
 	if p.pool != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -701,6 +707,7 @@ func (p *Processor) now() time.Time { return p.cfg.Now().UTC() }
 // the reply until ctx is done.
 func (p *Processor) send(ctx context.Context, cmd command) (reply, error) {
 	cmd.reply = make(chan reply, 1)
+	cmd.sent = time.Now()
 	if err := p.cmds.Send(ctx, cmd); err != nil {
 		return reply{}, fmt.Errorf("%s %q: control channel: %w", cmd.kind, cmd.name, err)
 	}

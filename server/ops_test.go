@@ -86,11 +86,12 @@ func TestMetricsAndReadiness(t *testing.T) {
 		failed, _ := value(fams, "canal_commands_total", map[string]string{"command": "jobs.trigger", "result": "failed"})
 		runs, _ := value(fams, "canal_job_runs_total", map[string]string{"job": "report"})
 		lat, _ := value(fams, "canal_outbox_dispatch_latency_seconds", nil)
-		return ok >= 1 && failed >= 1 && runs >= 1 && lat >= 1
+		waits, _ := value(fams, "canal_control_channel_wait_seconds", nil)
+		return ok >= 1 && failed >= 1 && runs >= 1 && lat >= 1 && waits >= 2
 	})
 	fams := scrape(t, inst.URL)
 	for _, name := range []string{
-		"canal_control_channel_depth", "canal_command_duration_seconds", "canal_job_run_duration_seconds",
+		"canal_control_channel_depth", "canal_control_channel_wait_seconds", "canal_command_duration_seconds", "canal_job_run_duration_seconds",
 		"canal_work_queue_depth", "canal_work_items_total", "canal_outbox_messages", "canal_outbox_oldest_pending_seconds",
 		"canal_hub_clients", "canal_hub_frames_dropped_total", "canal_http_requests_total", "canal_processor_up",
 	} {

@@ -225,6 +225,7 @@ var (
 	descControlDepth = prometheus.NewDesc("canal_control_channel_depth", "Commands waiting in the processor's control channel.", nil, nil)
 	descControlCap   = prometheus.NewDesc("canal_control_channel_capacity", "The control channel's capacity.", nil, nil)
 	descControlRej   = prometheus.NewDesc("canal_control_channel_rejected_total", "Commands refused because the control channel was full or closed.", nil, nil)
+	descControlWait  = prometheus.NewDesc("canal_control_channel_wait_seconds", "Time a command waited in the control channel before the processor took it.", nil, nil)
 	descQueueDepth   = prometheus.NewDesc("canal_work_queue_depth", "Work items queued, by priority.", []string{"priority"}, nil)
 	descQueueCap     = prometheus.NewDesc("canal_work_queue_capacity", "Each priority queue's capacity.", nil, nil)
 	descWorkers      = prometheus.NewDesc("canal_work_workers", "Work pool size.", nil, nil)
@@ -243,7 +244,7 @@ var (
 )
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descControlDepth, descControlCap, descControlRej, descQueueDepth, descQueueCap, descWorkers,
+	for _, d := range []*prometheus.Desc{descControlDepth, descControlCap, descControlRej, descControlWait, descQueueDepth, descQueueCap, descWorkers,
 		descBusy, descScheduled, descWorkTotal, descBreaker, descUp, descOutbox, descOldest, descEventsDrop} {
 		ch <- d
 	}
@@ -267,6 +268,13 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descControlDepth, float64(q.Control.Len))
 		gauge(descControlCap, float64(q.Control.Cap))
 		counter(descControlRej, float64(q.Control.Rejected))
+		if w := q.ControlWait; len(w.Bounds) == len(w.Buckets) {
+			buckets := make(map[float64]uint64, len(w.Bounds))
+			for i, b := range w.Bounds {
+				buckets[b] = w.Buckets[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(descControlWait, w.Count, w.Sum, buckets)
+		}
 		for _, p := range jobs.Priorities() {
 			gauge(descQueueDepth, float64(q.Depths[p.String()]), p.String())
 		}
