@@ -351,8 +351,8 @@ func newHTTPServer(h http.Handler, log *slog.Logger, t httpTimeouts) *http.Serve
 // loop still takes its periodic snapshot, and the work queues have room.
 func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
 	return []web.ReadyCheck{
-		{Name: "database", Check: db.PingContext},
-		{Name: "relay", Check: func(ctx context.Context) error {
+		{Name: "database", Down: "database unreachable", Check: db.PingContext},
+		{Name: "relay", Down: "outbox relay stuck or unreachable", Check: func(ctx context.Context) error {
 			st, err := relay.Stats(ctx)
 			if err != nil {
 				return err
@@ -362,7 +362,7 @@ func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.Re
 			}
 			return nil
 		}},
-		{Name: "queue", Check: func(context.Context) error {
+		{Name: "queue", Down: "work queue full or processor down", Check: func(context.Context) error {
 			h := proc.Health()
 			if h.Status == jobs.HealthDown {
 				return fmt.Errorf("jobs processor down: %s", strings.Join(h.Reasons, "; "))

@@ -1,11 +1,14 @@
 package web
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 )
 
@@ -25,8 +28,12 @@ func healthz(ready func() bool, started time.Time) echo.HandlerFunc {
 }
 
 // ReadyCheck is one thing /readyz asks; Check returns why it is not ready.
+// Down says so in general words for anonymous callers (probes), who must
+// not learn connection details (user, database, host:port) from the
+// error; "" is "<Name> not ready".
 type ReadyCheck struct {
 	Name  string
+	Down  string
 	Check func(ctx context.Context) error
 }
 
@@ -35,9 +42,12 @@ type ReadyCheck struct {
 const readyTimeout = time.Second
 
 // readyz is readiness: 200 when every check passes within readyTimeout,
-// else 503 with each failing check's reason.
-func readyz(ready func() bool, checks []ReadyCheck) echo.HandlerFunc {
+// else 503 with each failing check's reason: its error for an
+// authenticated caller, its general words for an anonymous one; the error
+// is logged either way.
+func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		detailed := auth.From(c.Request().Context()).Role != auth.Anonymous
 		reasons := map[string]string{}
 		if !ready() {
 			reasons["program"] = "starting or shutting down"
@@ -57,8 +67,13 @@ func readyz(ready func() bool, checks []ReadyCheck) echo.HandlerFunc {
 					err = ctx.Err()
 				}
 				if err != nil {
+					log.Warn("not ready", "check", ck.Name, "err", err)
+					why := err.Error()
+					if !detailed {
+						why = cmp.Or(ck.Down, ck.Name+" not ready")
+					}
 					mu.Lock()
-					reasons[ck.Name] = err.Error()
+					reasons[ck.Name] = why
 					mu.Unlock()
 				}
 			})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -203,5 +204,56 @@ func TestAuditRecordsLogins(t *testing.T) {
 		if strings.Contains(e.Detail+e.Target, "token-0123456789") {
 			t.Errorf("a token is in the audit log: %+v", e)
 		}
+	}
+}
+
+// TestReadyzHidesDetailsFromAnonymousCallers: a probe (anonymous) learns
+// which check failed in general words; the connection details (user,
+// database, host:port) go to an authenticated caller and to the log.
+func TestReadyzHidesDetailsFromAnonymousCallers(t *testing.T) {
+	const detail = `failed to connect to user=canal database=orders host=10.9.8.7:5432: connection refused`
+	var logs strings.Builder
+	tok := testTokens(t)
+	e := New(Deps{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Ready:  func() bool { return true },
+		Checks: []ReadyCheck{
+			{Name: "database", Down: "database unreachable", Check: func(context.Context) error { return errors.New(detail) }},
+			{Name: "queue", Check: func(context.Context) error { return errors.New("normal queue 95/100 at 10.9.8.7") }},
+		},
+		Access: Access{Authenticator: tok, Login: tok},
+	})
+	ask := func(bearer string) (int, map[string]string, string) {
+		req := httptest.NewRequest("GET", "/readyz", nil)
+		req.Host = "10.1.2.3:8080"
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		var body struct {
+			Reasons map[string]string `json:"reasons"`
+		}
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		return rec.Code, body.Reasons, rec.Body.String()
+	}
+	code, reasons, raw := ask("")
+	if code != 503 || reasons["database"] != "database unreachable" || reasons["queue"] != "queue not ready" {
+		t.Errorf("anonymous: %d %s", code, raw)
+	}
+	for _, secret := range []string{"10.9.8.7", "user=canal", "orders", "5432"} {
+		if strings.Contains(raw, secret) {
+			t.Errorf("anonymous caller sees %q: %s", secret, raw)
+		}
+	}
+	if !strings.Contains(logs.String(), "10.9.8.7:5432") {
+		t.Errorf("the log lacks the details: %s", logs.String())
+	}
+	code, reasons, raw = ask(testViewer)
+	if code != 503 || reasons["database"] != detail || !strings.Contains(reasons["queue"], "95/100") {
+		t.Errorf("viewer: %d %s", code, raw)
+	}
+	if code, _, raw := ask("wrong-token"); code != 401 || strings.Contains(raw, "10.9.8.7") {
+		t.Errorf("wrong token: %d %s", code, raw)
 	}
 }

@@ -108,7 +108,7 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 	// GET and HEAD: uptime checks and caches often ask with HEAD.
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e.Match(getHead, "/healthz", healthz(d.Ready, d.Started))
-	e.Match(getHead, "/readyz", readyz(d.Ready, d.Checks))
+	e.Match(getHead, "/readyz", readyz(d.Ready, d.Checks, d.Logger))
 	e.Match(getHead, "/static/*", staticFiles(static.FS))
 
 	// Logging in, and who may do what: every route below names the role
