@@ -45,17 +45,9 @@ func TestClaimPlanIgnoresStatisticsAndBacklog(t *testing.T) {
 			if !strings.Contains(plan, "Index Scan using canal_queue_items_claim") {
 				t.Errorf("%d priorities, %s: the claim does not walk the claim index:\n%s", priorities, mode, plan)
 			}
-			// No scan of the table or of the pending rows, and no hash of the
-			// table to join the picked rows: the update reaches them by the
-			// primary key (a bitmap over the picked ids is bounded by the batch).
-			for _, bad := range []string{"Seq Scan on canal_queue_items", "Hash Join", "Bitmap Index Scan on canal_queue_items_claim"} {
+			for _, bad := range []string{"Seq Scan on canal_queue_items", "Bitmap Heap Scan", "Bitmap Index Scan"} {
 				if strings.Contains(plan, bad) {
 					t.Errorf("%d priorities, %s: plan has %q:\n%s", priorities, mode, bad, plan)
-				}
-			}
-			for _, l := range strings.Split(plan, "\n") {
-				if strings.Contains(l, "Bitmap Index Scan") && !strings.Contains(l, "Bitmap Index Scan on canal_queue_items_pkey") {
-					t.Errorf("%d priorities, %s: a bitmap scan other than of the picked ids:\n%s", priorities, mode, plan)
 				}
 			}
 			// Every walk of the index is bounded by a LIMIT right above it
