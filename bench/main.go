@@ -54,7 +54,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.n, "n", 20000, "jobs, messages and work items drained per run (1-1000000)")
 	fs.IntVar(&c.rounds, "rounds", 3, "interleaved rounds (1-21; medians are over them)")
 	fs.StringVar(&which, "canal", "outbox,work", "Canal benchmarks to run: outbox, work, or both comma-separated")
-	fs.IntVar(&c.workers, "workers", 0, "passed to canal bench -workers (0: Canal's defaults)")
+	// River's bench runs MaxWorkers 2000; Canal gets the same count, so
+	// that neither side's batches are bounded by a default sized for
+	// publishers that wait on I/O.
+	fs.IntVar(&c.workers, "workers", riverMaxWorkers, "passed to canal bench -workers, as River runs MaxWorkers 2000 (0: Canal's library defaults, 32 relay workers and 4 work-item workers)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -111,7 +111,7 @@ func drain[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], n int, 
 		// MaxWorkers per 100 ms.
 		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: 20 * time.Millisecond,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: riverMaxWorkers}},
 		Workers:           workers,
 		Logger:            log,
 	})
@@ -172,3 +172,6 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// riverMaxWorkers is River's own bench setting, and Canal's -workers default here.
+const riverMaxWorkers = 2000

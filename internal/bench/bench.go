@@ -62,6 +62,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	fs.BoolVar(&o.keep, "keep", false, "keep the SQLite file or PostgreSQL schema afterwards")
 	fs.IntVar(&o.workers, "workers", 0, "workers of the relay or pool (0: the library's default)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level of the relay and pool on stderr: debug, info, warn or error")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed part (the drain; the whole run for latency) to this file")
 	switch what {
 	case "outbox", "work":
 		fs.IntVar(&o.n, "n", 10000, "backlog size (1-1000000)")
@@ -112,6 +113,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 
 type options struct {
 	db, schema, role, logLevel string
+	cpuProfile                 string
 	keep                       bool
 	n, workers, procs          int
 	rate                       float64

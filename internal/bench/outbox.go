@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"time"
@@ -42,7 +44,7 @@ func benchOutbox(ctx context.Context, t *target, o options, out *printer, log *s
 	}
 	load := time.Since(loadStart)
 
-	published, drained, err := runUntil(ctx, relay.Run, pub.all, nil)
+	published, drained, err := runUntil(ctx, o.cpuProfile, relay.Run, pub.all, nil)
 	if err != nil {
 		return err
 	}
@@ -74,7 +76,18 @@ func addBacklog(ctx context.Context, db *gorm.DB, n int) error {
 // runUntil runs run until done is closed, then stops it (through stop if
 // given, else by cancelling its context) and waits for it to return. It
 // reports the time to done and the time until run returned.
-func runUntil(ctx context.Context, run func(context.Context) error, done <-chan struct{}, stop func(context.Context) error) (toDone, toReturn time.Duration, err error) {
+func runUntil(ctx context.Context, profile string, run func(context.Context) error, done <-chan struct{}, stop func(context.Context) error) (toDone, toReturn time.Duration, err error) {
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, 0, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)

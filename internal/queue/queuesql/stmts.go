@@ -63,6 +63,30 @@ func (s *Stmts) inTx(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, erro
 	return tx.PrepareContext(ctx, q)
 }
 
+// QueryRowOn runs q on pool, a caller's gorm connection pool (its own
+// transaction, usually), through q's prepared statement when pool is a
+// *sql.Tx or *sql.DB: database/sql then prepares q once per connection and
+// keeps it, where the pool's own QueryRowContext would parse it on every
+// call with drivers that do not cache statements themselves (modernc
+// SQLite). Other pools (gorm's prepared-statement mode) run q as given.
+func (s *Stmts) QueryRowOn(ctx context.Context, pool interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}, q string, args ...any) *sql.Row {
+	switch p := pool.(type) {
+	case *sql.Tx:
+		st, err := s.inTx(ctx, p, q)
+		if err != nil {
+			return p.QueryRowContext(ctx, q, args...)
+		}
+		return st.QueryRowContext(ctx, args...)
+	case *sql.DB:
+		if st, err := s.Get(ctx, q); err == nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
+	return pool.QueryRowContext(ctx, q, args...)
+}
+
 // Query runs q (in tx if not nil) and scans items.
 func (s *Stmts) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
 	var st *sql.Stmt

@@ -104,7 +104,7 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 		var id int64
 		// Below gorm (its Raw would rewrite the numbered placeholders),
 		// on the caller's transaction.
-		err := tx.Statement.ConnPool.QueryRowContext(ctx, insertSQL, q, it.Key, it.PublicID, it.Kind, it.Priority, payload, meta,
+		err := d.stmts.QueryRowOn(ctx, tx.Statement.ConnPool, insertSQL, q, it.Key, it.PublicID, it.Kind, it.Priority, payload, meta,
 			state, it.MaxAttempts, queue.Text(it.LastError), queue.US(it.RunAt), seen[it.Key], created).Scan(&id)
 		if err != nil {
 			return nil, err
