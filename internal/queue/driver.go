@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -88,6 +89,9 @@ type Reader interface {
 	CountByFinish(ctx context.Context, f Filter, fromUS, widthUS int64, n int) ([]int64, error)
 	// LatestFinished reads up to limit items f matches, the latest finished first.
 	LatestFinished(ctx context.Context, f Filter, limit int) ([]Item, error)
+	// TimeToFinish is finished minus created of up to limit items f
+	// matches, the latest finished first (two columns, no payloads).
+	TimeToFinish(ctx context.Context, f Filter, limit int) ([]time.Duration, error)
 	// CountUpTo counts the items f matches, reading at most limit of them,
 	// in tx (the caller's transaction) when not nil.
 	CountUpTo(ctx context.Context, tx *gorm.DB, f Filter, limit int64) (int64, error)
@@ -150,6 +154,7 @@ type Filter struct {
 	Queue      string
 	States     []State
 	Kind       string
+	Key        string
 	Priorities []int
 	// Failed: true, failed since the last retry by hand (Failures > 0);
 	// false, not (a first try, or retried by hand).

@@ -271,6 +271,9 @@ func where(f queue.Filter) (string, []any, error) {
 	if f.Kind != "" {
 		conds, args = append(conds, "kind = ?"), append(args, f.Kind)
 	}
+	if f.Key != "" {
+		conds, args = append(conds, "item_key = ?"), append(args, f.Key)
+	}
 	switch len(f.Priorities) {
 	case 0:
 	case 1: // an equality walks the claim index (queue, priority, run_at_us, id)
@@ -512,4 +515,23 @@ RETURNING id`, q, string(st), beforeUS, limit-int(n)).Scan(&ids).Error
 		return 0, fmt.Errorf("cleanup: %w", err)
 	}
 	return n, nil
+}
+
+// TimeToFinish reads two columns only, not the payloads.
+func (r Reader) TimeToFinish(ctx context.Context, f queue.Filter, limit int) ([]time.Duration, error) {
+	cond, args, err := where(f)
+	if err != nil {
+		return nil, fmt.Errorf("time to finish: %w", err)
+	}
+	var us []int64
+	err = r.DB.WithContext(ctx).Raw(`SELECT finished_us - created_us FROM canal_queue_items WHERE `+cond+
+		` ORDER BY finished_us DESC LIMIT ?`, append(args, limit)...).Scan(&us).Error
+	if err != nil {
+		return nil, fmt.Errorf("time to finish: %w", err)
+	}
+	out := make([]time.Duration, len(us))
+	for i, d := range us {
+		out[i] = time.Duration(d) * time.Microsecond
+	}
+	return out, nil
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 		{"PriorityShares", testPriorities},
 		{"ConcurrentClaimersNeverShare", testConcurrentClaims},
 		{"RetryDeadDropCountListCleanup", testAdmin},
+		{"TimeToFinishAndKeyList", testTimeToFinish},
 		{"ClientRunsEverything", testClient},
 		{"ImportAnyState", testImport},
 		{"CountAndListFilters", testCountAndListFilters},
@@ -439,6 +440,41 @@ func testAdmin(t *testing.T, d queue.Driver, db *gorm.DB) {
 	}
 	if it, err := d.Retry(ctx, q, "e", us(6*time.Second)); err != nil || it.State != queue.StatePending || !it.FinishedAt.IsZero() {
 		t.Fatalf("retry dropped: %+v %v", it, err)
+	}
+}
+
+// testTimeToFinish reads the finished items' times to finish, latest first,
+// and lists one key's items.
+func testTimeToFinish(t *testing.T, d queue.Driver, db *gorm.DB) {
+	ctx := context.Background()
+	insert(t, d, db, item("a", "x"), item("b", "y"), item("c", ""), item("d", ""), item("e", ""))
+	got := claim(t, d, "p", 5)
+	if len(got) != 5 {
+		t.Fatalf("claimed %v", publicIDs(got))
+	}
+	at := map[string]struct {
+		st  queue.State
+		sec time.Duration
+	}{"a": {queue.StateDone, 1}, "b": {queue.StateDone, 6}, "c": {queue.StateDead, 7}, "d": {queue.StateDone, 12}}
+	for _, it := range got {
+		f, ok := at[it.PublicID]
+		if !ok {
+			continue // e stays running
+		}
+		o := queue.Outcome{ID: it.ID, Owner: it.Owner, Attempt: it.Attempt, Queue: it.Queue, Key: it.Key, State: f.st,
+			NowUS: us(f.sec * time.Second), StartedUS: us(time.Second), DurationUS: 10}
+		if ok, err := d.Complete(ctx, []queue.Outcome{o}); err != nil || !ok[0] {
+			t.Fatalf("complete %s: %v %v", it.PublicID, ok, err)
+		}
+	}
+	done := queue.Filter{Queue: q, States: []queue.State{queue.StateDone}, FinishedFrom: us(0), FinishedBefore: us(15 * time.Second)}
+	if ds, err := d.TimeToFinish(ctx, done, 10); err != nil || fmt.Sprint(ds) != "[12s 6s 1s]" {
+		t.Errorf("times to finish: %v %v, want [12s 6s 1s]", ds, err)
+	}
+	for key, want := range map[string]string{"x": "[a]", "y": "[b]", "z": "[]"} {
+		if page, err := d.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: q, Key: key}, Limit: 10}); err != nil || fmt.Sprint(publicIDs(page)) != want {
+			t.Errorf("list key %s: %v %v, want %s", key, publicIDs(page), err, want)
+		}
 	}
 }
 
