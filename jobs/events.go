@@ -27,8 +27,10 @@ const (
 	EventWorkRetried  EventType = "work.retried"  // attempt failed; retry scheduled at Work.RunAt
 	EventWorkDeferred EventType = "work.deferred" // rate limit or open breaker; runs later, no attempt used
 	EventWorkDone     EventType = "work.done"
-	EventWorkFailed   EventType = "work.failed"  // out of attempts
-	EventWorkDropped  EventType = "work.dropped" // evicted by DropOldest before it ran
+	EventWorkFailed   EventType = "work.failed"   // out of attempts
+	EventWorkDropped  EventType = "work.dropped"  // evicted by DropOldest before it ran
+	EventWorkRequeued EventType = "work.requeued" // retried by hand: pending again, fresh attempts
+	EventWorkDeleted  EventType = "work.deleted"  // deleted by hand; Work is the item as it was
 
 	// EventQueue carries the queue's depths and counters (Queue); coalesced,
 	// at most a few per second, and only when something changed.

@@ -430,6 +430,9 @@ func (p *Processor) checkInterval(d time.Duration) error {
 	if d < p.cfg.MinInterval {
 		return fmt.Errorf("%w: %s is below %s", ErrInvalidInterval, d, p.cfg.MinInterval)
 	}
+	if d > MaxInterval { // interval.go
+		return fmt.Errorf("%w: %s is above %s", ErrInvalidInterval, d, MaxInterval)
+	}
 	if d%time.Millisecond != 0 {
 		return fmt.Errorf("%w: %s is not a whole number of milliseconds", ErrInvalidInterval, d)
 	}

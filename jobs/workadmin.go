@@ -107,9 +107,13 @@ func (p *Processor) workCommand(ctx context.Context, cmd command) (WorkItem, err
 		return WorkItem{}, fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, err)
 	}
 	w := toWork(it)
+	ev := w // the event's own copy, without the payload: the caller gets w
+	ev.Payload = nil
 	if cmd.kind == cmdRetryWork {
-		pl.events.publish(Event{Type: EventWorkQueued, Work: &w})
+		pl.events.publish(Event{Type: EventWorkRequeued, Work: &ev})
 		pl.proc.Wake(workQueue)
+	} else {
+		pl.events.publish(Event{Type: EventWorkDeleted, Work: &ev})
 	}
 	return w, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/testenv"
 	"gorm.io/gorm"
 )
 
@@ -37,6 +38,7 @@ func TestRetryDeleteAndAttemptsOfWork(t *testing.T) {
 		at := time.Now().UTC().Add(-time.Minute)
 		must(t, jobs.ImportWork(ctx, s, jobs.WorkItem{ID: "shed", Kind: "email", State: jobs.WorkDropped, MaxAttempts: 2,
 			LastError: "evicted", CreatedAt: at, UpdatedAt: at, RunAt: at, FinishedAt: &at}))
+		c := collect(t, p)
 		running(t, p)
 
 		failed := enqueue(t, p, "email", jobs.Normal, `{}`)
@@ -79,6 +81,10 @@ func TestRetryDeleteAndAttemptsOfWork(t *testing.T) {
 		if as, err := p.WorkAttempts(ctx, failed.ID); !errors.Is(err, jobs.ErrUnknownWork) || len(as) != 0 {
 			t.Fatalf("attempts of a deleted item: %v %v", as, err)
 		}
+		// The dashboard follows both by hand actions live.
+		testenv.Eventually(t, 5*time.Second, "work.requeued and work.deleted events", func() bool {
+			return c.has(jobs.EventWorkRequeued) && c.has(jobs.EventWorkDeleted)
+		})
 		for _, id := range []string{"nope", "\xff"} {
 			if _, err := p.RetryWork(ctx, id); !errors.Is(err, jobs.ErrUnknownWork) {
 				t.Errorf("RetryWork(%q) = %v", id, err)
