@@ -37,6 +37,9 @@ func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
 	if f.Topic != "" && !ValidTopic(f.Topic) {
 		return Page{}, fmt.Errorf("%w: topic %q", ErrInvalidFilter, f.Topic)
 	}
+	if len(f.Key) > 200 {
+		return Page{}, fmt.Errorf("%w: key longer than 200 bytes", ErrInvalidFilter)
+	}
 	if f.Limit < 0 || f.Limit > MaxPage || f.Before < 0 {
 		return Page{}, fmt.Errorf("%w: limit must be 1..%d and before positive", ErrInvalidFilter, MaxPage)
 	}
@@ -46,7 +49,7 @@ func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
 	// One more row than asked tells whether there is a next page.
 	want := f.Limit
 	f.Limit++
-	rows, err := r.drv.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: queueName, States: states(f.Status), Kind: f.Topic}, Before: f.Before, Limit: f.Limit})
+	rows, err := r.drv.List(ctx, queue.ListQuery{Filter: queue.Filter{Queue: queueName, States: states(f.Status), Kind: f.Topic, Key: f.Key}, Before: f.Before, Limit: f.Limit})
 	if err != nil {
 		return Page{}, fmt.Errorf("list messages: %w", err)
 	}
@@ -181,6 +184,7 @@ func (r *Relay) Stats(ctx context.Context) (Stats, error) {
 type ListFilter struct {
 	Status Status // empty: any
 	Topic  string // empty: any
+	Key    string // empty: any
 	Before int64  // a seq cursor from Page.Next; 0: from the newest
 	Limit  int    // 1..MaxPage; 0 means DefaultPage
 }

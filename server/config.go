@@ -50,6 +50,10 @@ type Config struct {
 	Insecure      bool     // listen beyond loopback without authentication
 	// AuditRetention is how long audit entries are kept.
 	AuditRetention time.Duration
+	// DisplayTZ is the zone the dashboard shows times in ("" for each
+	// viewer's own); Zone is it loaded.
+	DisplayTZ string
+	Zone      *time.Location
 
 	timeouts httpTimeouts // the HTTP server's; zero: the defaults
 }
@@ -79,6 +83,7 @@ var envName = map[string]string{
 	"allowed-hosts":    "CANAL_ALLOWED_HOSTS",
 	"insecure":         "CANAL_INSECURE",
 	"audit-retention":  "CANAL_AUDIT_RETENTION",
+	"display-tz":       "CANAL_DISPLAY_TZ",
 }
 
 // errHelp is returned for -h so the caller exits 0 after the usage text.
@@ -118,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated Host names the dashboard answers to besides localhost, 127.0.0.1 and ::1 (* for any); others are refused, which stops DNS rebinding")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 90*24*time.Hour, "how long the audit log keeps who did what")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback -addr without any token: everyone who reaches it is an operator")
+	fs.StringVar(&cfg.DisplayTZ, "display-tz", "", "show every time on the dashboard in this IANA zone (e.g. Europe/Paris, UTC); empty: each viewer's own zone")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: canal [flags]\n       canal bench outbox|work|latency [flags]   (benchmarks: canal bench -h)\n\nCanal: a live control room for background jobs and a transactional outbox.\n\nFlags (each falls back to the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -159,7 +165,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
-	return cfg, errors.Join(routeErr, cfg.validate())
+	if err := errors.Join(routeErr, cfg.validate()); err != nil {
+		return cfg, err
+	}
+	if cfg.DisplayTZ != "" {
+		cfg.Zone, _ = time.LoadLocation(cfg.DisplayTZ) // validated
+	}
+	return cfg, nil
 }
 
 // publisherNames are the publishers a route may name.
@@ -306,6 +318,11 @@ func (c Config) validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("-log-format %q: want json or text", c.LogFormat))
+	}
+	if c.DisplayTZ != "" {
+		if _, err := time.LoadLocation(c.DisplayTZ); err != nil || strings.EqualFold(c.DisplayTZ, "local") {
+			errs = append(errs, fmt.Errorf("-display-tz %q: want an IANA zone name such as Europe/Paris or UTC", c.DisplayTZ))
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

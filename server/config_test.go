@@ -88,6 +88,16 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad redis maxlen", args: []string{"-redis-maxlen", "0"}, wantErr: "-redis-maxlen 0: must be at least 1"},
 		{name: "bad amqp exchange", args: []string{"-amqp-exchange", "a b"}, wantErr: `-amqp-exchange "a b"`},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "want debug, info, warn or error"},
+		{
+			name: "display zone",
+			args: []string{"-display-tz", "Asia/Tokyo"},
+			check: func(t *testing.T, c Config) {
+				if c.Zone == nil || c.Zone.String() != "Asia/Tokyo" {
+					t.Errorf("zone = %v, want Asia/Tokyo", c.Zone)
+				}
+			},
+		},
+		{name: "bad display zone", args: []string{"-display-tz", "Mars/Olympus"}, wantErr: `-display-tz "Mars/Olympus": want an IANA zone name`},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected argument "serve"`},
 		{name: "unknown flag", args: []string{"-port", "1"}, wantErr: "flag provided but not defined: -port"},
 		{name: "every error at once", args: []string{"-addr", "x", "-workers", "0"}, wantErr: "-workers 0"},

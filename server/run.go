@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // -display-tz works on machines without a zone database
 
 	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/internal/queue"
@@ -101,6 +102,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closePublishers()
 	orders := demo.NewOrders(relay, nil, log.With("component", "orders"))
+	// The demo's own routes exist only with the demo.
+	var orderRoutes web.OrderPlacer
+	if cfg.Demo {
+		orderRoutes = orders
+	}
 
 	auditLog := audit.New(db) // migrated above with the rest
 
@@ -110,9 +116,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopTaps()
 	metrics := web.NewMetrics(web.MetricSources{Work: proc, Outbox: relay})
 	hub := web.NewHub(web.HubConfig{
-		JobEvents:    metrics.TapJobs(tapCtx, proc.Events()),
-		OutboxEvents: metrics.TapOutbox(tapCtx, relay.Events()),
-		Logger:       log.With("component", "hub"),
+		JobEvents:     metrics.TapJobs(tapCtx, proc.Events()),
+		OutboxEvents:  metrics.TapOutbox(tapCtx, relay.Events()),
+		JobHistory:    proc,
+		OutboxHistory: relay,
+		Zone:          cfg.Zone,
+		Logger:        log.With("component", "hub"),
 	})
 	metrics.AddHub(hub)
 
@@ -122,22 +131,24 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var ready atomic.Bool
 	handler := web.New(web.Deps{
-		Logger:  log,
-		Jobs:    proc,
-		Work:    proc,
-		History: proc,
-		Hub:     hub,
-		Outbox:  relay,
-		Routes:  routes,
-		Orders:  orders,
-		WS:      web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
-		Access:  access,
-		Audit:   auditLog,
-		Metrics: metrics,
-		Checks:  readyChecks(sqlDB, relay, proc),
-		Tracer:  tracer,
-		Ready:   ready.Load,
-		Started: time.Now(),
+		Logger:      log,
+		Jobs:        proc,
+		Work:        proc,
+		WorkActions: proc,
+		History:     proc,
+		Hub:         hub,
+		Outbox:      relay,
+		Routes:      routes,
+		Orders:      orderRoutes,
+		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
+		Access:      access,
+		Audit:       auditLog,
+		Metrics:     metrics,
+		Checks:      readyChecks(sqlDB, relay, proc),
+		Tracer:      tracer,
+		Ready:       ready.Load,
+		Started:     time.Now(),
+		Zone:        cfg.Zone,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

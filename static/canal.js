@@ -1,7 +1,10 @@
-// Canal's only hand-written script. It shows the WebSocket's state, since
-// htmx-ext-ws reconnects by itself (full-jitter backoff after 1006, 1012 or
-// 1013) but says nothing to the person watching; and it re-reads the pages'
-// live regions (tables, a message, a job's runs) when the hub says so.
+// Canal's only hand-written script. It shows every time in one zone (the
+// viewer's, or the server's -display-tz named on <html data-tz>); it shows the
+// WebSocket's state, since htmx-ext-ws reconnects by itself (full-jitter
+// backoff after 1006, 1012 or 1013) but says nothing to the person watching;
+// while the socket is down it dims what may be stale, says as of when, and
+// says so when a press could not be sent; and it re-reads the pages' live
+// regions (tables, a message, a job's runs) when the hub says so.
 (function () {
   "use strict";
   document.documentElement.classList.add("js"); // shows the .js-only controls
@@ -22,25 +25,85 @@
       e.detail.isError = false;
     }
   });
-  var lostSince = null, connected = false;
-  function fmt(d) { return d.toTimeString().slice(0, 8); } // 15:04:05, as the server writes times
+
+  var lostSince = null, connected = false, stale = false;
+  var lastFrame = new Date(); // what the page shows is as of this
+
+  // Times. The server writes <time datetime="…UTC…" data-fmt="clock|stamp">;
+  // here they are written again in the display zone.
+  function zone() { return document.documentElement.dataset.tz || undefined; }
+  var formatters = {};
+  function parts(d) {
+    var z = zone() || "";
+    var f = formatters[z] || (formatters[z] = new Intl.DateTimeFormat("en-GB", {
+      timeZone: z || undefined, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit"
+    }));
+    var o = {};
+    f.formatToParts(d).forEach(function (p) { o[p.type] = p.value; });
+    return o;
+  }
+  function fmt(d, kind) {
+    var p = parts(d), clock = p.hour + ":" + p.minute + ":" + p.second;
+    if (kind !== "stamp") { return clock; }
+    return p.year + "-" + p.month + "-" + p.day + " " + clock + "." + String(d.getMilliseconds()).padStart(3, "0");
+  }
+  function zoneName() { return zone() || Intl.DateTimeFormat().resolvedOptions().timeZone || "local time"; }
+  function localize(root) {
+    root.querySelectorAll("time[data-fmt]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) { return; }
+      var text = fmt(d, el.dataset.fmt);
+      if (el.textContent !== text) { el.textContent = text; }
+      var title = d.toISOString().replace("T", " ").replace("Z", " UTC");
+      if (el.title !== title) { el.title = title; }
+    });
+    root.querySelectorAll("[data-tz-label]").forEach(function (el) {
+      var text = "times in " + zoneName();
+      if (el.textContent !== text) { el.textContent = text; }
+    });
+  }
+  // Every swap (a frame, a region re-read) may bring new times.
+  new MutationObserver(function () { localize(document); })
+    .observe(document.documentElement, { subtree: true, childList: true });
+
+  // Stale regions: while the socket is down the figures may be out of date,
+  // so they are dimmed and every region heading says as of when.
+  function markStale(on) {
+    stale = on;
+    document.body.classList.toggle("offline", on);
+    document.querySelectorAll("[data-asof]").forEach(function (el) { el.remove(); });
+    if (!on) { return; }
+    document.querySelectorAll("main h2, .wall-grid h2").forEach(function (tag) {
+      var s = document.createElement("span");
+      s.className = "asof";
+      s.dataset.asof = "";
+      s.dataset.testid = "asof";
+      s.textContent = "as of " + fmt(lastFrame, "clock");
+      tag.appendChild(s);
+    });
+  }
+
   function show(state) {
     document.querySelectorAll("[data-conn]").forEach(function (el) {
       el.dataset.state = state;
       el.textContent = state === "open" ? "live" :
-        state === "closed" ? "connection lost since " + fmt(lostSince) : "connecting…";
+        state === "closed" ? "connection lost since " + fmt(lostSince, "clock") : "connecting…";
     });
     document.querySelectorAll("[data-conn-banner]").forEach(function (el) {
       el.hidden = state !== "closed";
       if (state === "closed") {
-        el.textContent = "Connection lost since " + fmt(lostSince) + " — reconnecting…";
+        el.textContent = "Connection lost since " + fmt(lostSince, "clock") + " — figures as of " +
+          fmt(lastFrame, "clock") + ", reconnecting…";
       }
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { show("connecting"); });
+  document.addEventListener("DOMContentLoaded", function () { localize(document); show("connecting"); });
   document.addEventListener("htmx:wsOpen", function () {
     // On every open, the first included: what changed between the page's
-    // render (or the loss) and now was in no frame this page saw.
+    // render (or the loss) and now was in no frame this page saw. The hub's
+    // snapshot, the first frame, replaces every region it renders; the
+    // others are read again here.
     lostSince = null;
     connected = true;
     show("open");
@@ -50,6 +113,29 @@
     connected = false;
     if (!lostSince) { lostSince = new Date(); }
     show("closed");
+    markStale(true);
+  });
+
+  // A press that never reached the server says so where its answer goes,
+  // rather than nothing at all.
+  function pressFailed(e, text) {
+    var t = e.detail.target;
+    if (!t || !document.body.contains(t)) { return; }
+    var s = document.createElement("span");
+    s.className = "result-err";
+    s.dataset.testid = "result";
+    s.dataset.ok = "false";
+    s.textContent = "✗ " + text;
+    t.replaceChildren(s);
+  }
+  document.addEventListener("htmx:sendError", function (e) {
+    pressFailed(e, "not sent: the server cannot be reached (" + fmt(new Date(), "clock") +
+      "). Nothing was done; press again once the page is live.");
+  });
+  document.addEventListener("htmx:responseError", function (e) {
+    var x = e.detail.xhr;
+    if (x && x.status === 404 && e.detail.target && e.detail.target.hasAttribute("data-live")) { return; }
+    pressFailed(e, "the server answered " + (x ? x.status : "an error") + "; the page may be out of date");
   });
 
   // Live regions. The hub cannot know which rows a page shows, so each frame
@@ -118,7 +204,10 @@
         r.busy = false;
         if (r.again) { r.again = false; refresh(id); }
       };
-      htmx.ajax("GET", location.pathname + location.search, { target: el, select: "#" + id, swap: "outerHTML" })
+      // Its own fragment endpoint (one query, shared by every viewer), or
+      // else the page it is on.
+      var src = el.dataset.liveSrc || location.pathname + location.search;
+      htmx.ajax("GET", src, { target: el, select: "#" + id, swap: "outerHTML" })
         .then(done, done);
     }, Math.max(0, r.last + refreshEvery - Date.now()));
   }
@@ -143,6 +232,8 @@
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {
+    lastFrame = new Date();
+    if (stale && connected) { markStale(false); } // the snapshot is in
     var box = document.getElementById("changes");
     if (!box || !box.firstElementChild) { return; }
     var marks = Array.prototype.slice.call(box.querySelectorAll("[data-live]"));

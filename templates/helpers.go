@@ -117,8 +117,8 @@ func attempts(n, of int) string {
 
 func queryEscape(s string) string { return url.QueryEscape(s) }
 
-func outboxURL(status, topic, before string) string {
-	return listURL("/outbox", "status", status, "topic", topic, "before", before)
+func outboxURL(status, topic, key, before string) string {
+	return listURL("/outbox", "status", status, "topic", topic, "key", key, "before", before)
 }
 
 // listURL is a list page's path with the query parameters that are set,
@@ -191,3 +191,15 @@ func liveAttrs(kind, id string, on bool) templ.Attributes {
 	}
 	return a
 }
+
+// disabledWhy is a disabled control's title: why it cannot be pressed.
+func disabledWhy(disabled bool, why string) string {
+	if disabled {
+		return "Not available: " + why
+	}
+	return ""
+}
+
+// socketFor is the live socket of a page that shows topic: the hub sends it
+// only that topic's fragments (web/hub_topics.go).
+func socketFor(topic string) string { return "/ws?topics=" + url.QueryEscape(topic) }

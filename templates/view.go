@@ -35,6 +35,9 @@ type View struct {
 	Failures      []FeedItem    `json:"failures"`
 	FailureCount  int           `json:"failureCount"`
 	FailureWindow time.Duration `json:"failureWindowNs"`
+	// HistoryAt is when the windows were last read from stored history;
+	// zero until the first reading (they count only live events until then).
+	HistoryAt time.Time `json:"historyAt,omitzero"`
 }
 
 // Changed names what changed since the hub's last frame, for the pages'
@@ -88,6 +91,17 @@ type Series struct {
 	Work     []int64       `json:"workDone"`
 	Outbox   []int64       `json:"outboxDispatched"`
 	Failures []int64       `json:"failures"`
+	// Totals are the sums over the whole window, the open bucket the
+	// lines leave out included: every "last 10 min" figure is one of them.
+	Totals Totals `json:"totals"`
+}
+
+// Totals are a window's sums.
+type Totals struct {
+	JobRuns  int64 `json:"jobRuns"`
+	Work     int64 `json:"workDone"`
+	Outbox   int64 `json:"outboxDispatched"`
+	Failures int64 `json:"failures"`
 }
 
 // JobCardID is the element id of a job's card.
@@ -98,27 +112,6 @@ func WallJobID(name string) string { return "wall-job-" + name }
 
 // JobResultID is the element id where a job's button results appear.
 func JobResultID(name string) string { return "result-job-" + name }
-
-func clock(t *time.Time) string {
-	if t == nil || t.IsZero() {
-		return "—"
-	}
-	return t.Local().Format("15:04:05")
-}
-
-func clockT(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.Local().Format("15:04:05")
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.Local().Format("2006-01-02 15:04:05.000")
-}
 
 func isoT(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
@@ -253,4 +246,36 @@ func boundedCount(n int64, more bool) string {
 		return num(n) + "+"
 	}
 	return num(n)
+}
+
+// StuckAfter is how old the oldest undelivered outbox message may get before
+// the screens call the backlog stuck.
+const StuckAfter = time.Minute
+
+// Alarms are what keeps the screens from saying "All clear": failures in the
+// window, dead letters, a stuck backlog and failing jobs, each as a phrase.
+// None means all clear.
+func (v View) Alarms() []string {
+	var out []string
+	if v.FailureCount > 0 {
+		out = append(out, num(int64(v.FailureCount))+" failed in the last "+minutes(v.FailureWindow))
+	}
+	if o := v.Outbox; o != nil {
+		if o.Dead > 0 {
+			out = append(out, outboxCount(o.Dead)+" dead letters")
+		}
+		if time.Duration(o.OldestPendingSeconds*float64(time.Second)) > StuckAfter {
+			out = append(out, "backlog of "+outboxCount(o.Pending, o.Inflight)+" aged "+age(o.OldestPendingSeconds))
+		}
+	}
+	failing := 0
+	for _, j := range v.Jobs {
+		if jobState(j) == "failing" {
+			failing++
+		}
+	}
+	if failing > 0 {
+		out = append(out, num(int64(failing))+" failing jobs")
+	}
+	return out
 }

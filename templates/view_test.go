@@ -58,8 +58,9 @@ func TestListCountsAndURLsReadOneWay(t *testing.T) {
 		t.Errorf("countText = %q, want 42", got)
 	}
 	tests := []struct{ got, want string }{
-		{outboxURL("", "", ""), "/outbox"},
-		{outboxURL("dead", "order.placed", "17"), "/outbox?before=17&status=dead&topic=order.placed"},
+		{outboxURL("", "", "", ""), "/outbox"},
+		{outboxURL("", "", "cust-7", ""), "/outbox?key=cust-7"},
+		{outboxURL("dead", "order.placed", "", "17"), "/outbox?before=17&status=dead&topic=order.placed"},
 		{workURL("", "", ""), "/work"},
 		{workURL(jobs.WorkFailed, "email", ""), "/work?kind=email&state=failed"},
 	}

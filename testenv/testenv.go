@@ -1,7 +1,10 @@
 // Package testenv gives tests the real services of this machine: a private
-// PostgreSQL schema, a SQLite file, and the path of a Chromium binary. A test
-// that needs a service whose environment variable is unset skips with a reason
-// that names the variable; .ci/run sets them all and fails on any skip.
+// PostgreSQL schema, a SQLite file, and the path of a Chromium binary. Each is
+// named by an environment variable; when it is unset, the conventional local
+// service is used if it answers (PostgreSQL 127.0.0.1:5432 database test as
+// postgres, NATS 127.0.0.1:4222, chromium on PATH). A test whose service is
+// neither set nor found skips with a reason that names the variable; .ci/run
+// sets them all and fails on any skip.
 package testenv
 
 import (
@@ -9,10 +12,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,12 +58,61 @@ func RedisURL(t testing.TB) string {
 	return u
 }
 
-// PostgresURL returns the base URL of the test PostgreSQL server or skips t.
+// The conventional local services, used when their variable is unset: a
+// fresh machine with them running tests everything without configuration.
+const (
+	LocalPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=2"
+	LocalNATS     = "nats://127.0.0.1:4222"
+)
+
+// localChromiums are where Chromium usually is.
+var localChromiums = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "/usr/bin/chromium"}
+
+var (
+	probeOnce                       sync.Once
+	localPG, localNATS, localChrome string
+)
+
+// probeLocal looks once for the conventional local services.
+func probeLocal() {
+	probeOnce.Do(func() {
+		if db, err := gorm.Open(postgres.Open(LocalPostgres), quiet()); err == nil {
+			if sqlDB, err := db.DB(); err == nil {
+				if sqlDB.Ping() == nil {
+					localPG = LocalPostgres
+				}
+				_ = sqlDB.Close()
+			}
+		}
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second); err == nil {
+			_ = c.Close()
+			localNATS = LocalNATS
+		}
+		for _, name := range localChromiums {
+			if p, err := exec.LookPath(name); err == nil {
+				localChrome = p
+				break
+			}
+		}
+	})
+}
+
+// service is the variable's value, else what the probe found, else "".
+func service(env string, local *string) string {
+	if u := os.Getenv(env); u != "" {
+		return u
+	}
+	probeLocal()
+	return *local
+}
+
+// PostgresURL returns the base URL of the test PostgreSQL server: the
+// variable's, else the conventional local one if it answers, else it skips t.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(PostgresEnv)
+	u := service(PostgresEnv, &localPG)
 	if u == "" {
-		t.Skipf("%s is not set: set it to a postgres:// URL to run this test against PostgreSQL", PostgresEnv)
+		t.Skipf("%s is not set and no PostgreSQL answers at %s: set it to a postgres:// URL to run this test against PostgreSQL", PostgresEnv, LocalPostgres)
 	}
 	return u
 }
@@ -134,15 +188,8 @@ func SQLite(t testing.TB) *gorm.DB {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	path := filepath.Join(dir, "canal.db")
-	db, err := gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"), quiet())
-	if err != nil {
-		t.Fatalf("testenv: open sqlite: %v", err)
-	}
+	// Registered first, so it runs after SQLiteFile's close.
 	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
-		}
 		for try := 0; ; try++ {
 			err := os.RemoveAll(dir)
 			if err == nil {
@@ -155,15 +202,31 @@ func SQLite(t testing.TB) *gorm.DB {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+	return SQLiteFile(t, filepath.Join(dir, "canal.db"))
+}
+
+// SQLiteFile opens the SQLite file at path (one a program under test also
+// uses, say), closed when the test ends.
+func SQLiteFile(t testing.TB, path string) *gorm.DB {
+	t.Helper()
+	db, err := gorm.Open(sqlite.Open(path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)"), quiet())
+	if err != nil {
+		t.Fatalf("testenv: open sqlite: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
 	return db
 }
 
 // NATSURL returns the URL of the machine's NATS JetStream server or skips t.
 func NATSURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(NATSEnv)
+	u := service(NATSEnv, &localNATS)
 	if u == "" {
-		t.Skipf("%s is not set: set it to a nats:// URL to run this test against NATS JetStream", NATSEnv)
+		t.Skipf("%s is not set and no NATS answers at %s: set it to a nats:// URL to run this test against NATS JetStream", NATSEnv, LocalNATS)
 	}
 	return u
 }
@@ -171,9 +234,9 @@ func NATSURL(t testing.TB) string {
 // Chromium returns the path of a Chromium binary or skips t.
 func Chromium(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv(ChromiumEnv)
+	p := service(ChromiumEnv, &localChrome)
 	if p == "" {
-		t.Skipf("%s is not set: set it to a Chromium binary (Debian: /usr/bin/chromium) to run browser tests", ChromiumEnv)
+		t.Skipf("%s is not set and no Chromium is on PATH: set it to a Chromium binary (Debian: apt-get install chromium; /usr/bin/chromium) to run browser tests", ChromiumEnv)
 	}
 	if _, err := exec.LookPath(p); err != nil {
 		t.Fatalf("testenv: %s=%q is not runnable: %v", ChromiumEnv, p, err)

@@ -36,7 +36,8 @@ func (fakeWork) Work(_ context.Context, id string) (jobs.WorkItem, error) {
 	}
 	return jobs.WorkItem{ID: "w1", State: jobs.WorkPending}, nil
 }
-func (fakeWork) Health() jobs.Health { return jobs.Health{Status: jobs.HealthOK} }
+func (fakeWork) WorkAttempts(context.Context, string) ([]jobs.WorkAttempt, error) { return nil, nil }
+func (fakeWork) Health() jobs.Health                                              { return jobs.Health{Status: jobs.HealthOK} }
 func (fakeWork) Runs(context.Context, string, int64, int) (jobs.RunPage, error) {
 	return jobs.RunPage{}, nil
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
@@ -31,13 +32,22 @@ type HubConfig struct {
 	// last ten minutes). Failures are counted over the same window.
 	Bucket  time.Duration
 	Buckets int
+	// JobHistory and OutboxHistory are the stored history the windows
+	// (throughput, failures) are computed from, read every ResyncEvery
+	// (default 10s); nil counts only what this process saw.
+	JobHistory    JobWindow
+	OutboxHistory OutboxWindow
+	ResyncEvery   time.Duration
 	// FeedSize bounds the live feed (default 30). Run history and work
 	// items are not kept here: the pages read them from the jobs store.
 	FeedSize int
 	// Burst is how many discrete events may each go out at once between two
 	// flushes (default 8); past it they wait for the next flush, never
 	// longer, and are never merged away.
-	Burst  int
+	Burst int
+	// Zone is the zone fragments show times in (-display-tz); nil shows
+	// each viewer's own.
+	Zone   *time.Location
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -54,6 +64,9 @@ func (c *HubConfig) defaults() {
 	}
 	if c.Buckets <= 0 {
 		c.Buckets = 120
+	}
+	if c.ResyncEvery <= 0 {
+		c.ResyncEvery = 10 * time.Second
 	}
 	if c.FeedSize <= 0 {
 		c.FeedSize = 30
@@ -105,6 +118,7 @@ func operatorCtx(ctx context.Context) context.Context {
 // after.
 type client struct {
 	view      view
+	topics    topics // what its page shows (page view only)
 	send      chan []byte
 	quit      chan struct{}
 	closeCode websocket.StatusCode
@@ -113,7 +127,7 @@ type client struct {
 }
 
 func newClient(v view, buffer int) *client {
-	return &client{view: v, send: make(chan []byte, buffer), quit: make(chan struct{})}
+	return &client{view: v, topics: allTopics, send: make(chan []byte, buffer), quit: make(chan struct{})}
 }
 
 // Hub owns the set of WebSocket clients and the dashboard's view model. One
@@ -159,11 +173,6 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 }
 
-type snapCache struct {
-	version, seq uint64
-	frame        []byte
-}
-
 // Run broadcasts until ctx is done, then closes every client with 1012
 // (service restart) so browsers reconnect by themselves.
 func (h *Hub) Run(ctx context.Context) {
@@ -173,9 +182,39 @@ func (h *Hub) Run(ctx context.Context) {
 	defer flush.Stop()
 	jobEvents, outboxEvents := h.cfg.JobEvents, h.cfg.OutboxEvents
 	// Renders use a context that outlives nothing: fragments never wait.
-	rctx := context.WithoutCancel(ctx)
+	rctx := templates.WithZone(context.WithoutCancel(ctx), h.cfg.Zone)
+	var histories chan history // nil without history: never ready
+	if h.cfg.JobHistory != nil || h.cfg.OutboxHistory != nil {
+		histories = make(chan history, 1)
+		lctx, stopLoader := context.WithCancel(ctx)
+		var loader sync.WaitGroup
+		loader.Go(func() { h.loadHistory(lctx, histories) })
+		defer loader.Wait()
+		defer stopLoader()
+	}
+	// The renderer: jobs go out in order, frames come back in order. The
+	// hub never blocks on it: jobs wait in queue while it is busy.
+	renderIn, renderOut := make(chan *renderJob), make(chan *renderJob)
+	rctx2, stopRenderer := context.WithCancel(rctx)
+	var rend sync.WaitGroup
+	rend.Go(func() { h.renderer(rctx2, renderIn, renderOut) })
+	defer rend.Wait()
+	defer stopRenderer()
+	st.render = func(j *renderJob) { st.renderQueue = append(st.renderQueue, j) }
 	for {
+		var toRenderer chan *renderJob
+		var nextJob *renderJob
+		if len(st.renderQueue) > 0 {
+			toRenderer, nextJob = renderIn, st.renderQueue[0]
+		}
 		select {
+		case toRenderer <- nextJob:
+			st.renderQueue[0] = nil
+			st.renderQueue = st.renderQueue[1:]
+		case job := <-renderOut:
+			h.deliver(st, job)
+		case hs := <-histories:
+			h.applyHistory(st, hs)
 		case <-ctx.Done():
 			for c := range st.clients {
 				h.drop(st, c, websocket.StatusServiceRestart, "server restarting")
@@ -185,7 +224,7 @@ func (h *Hub) Run(ctx context.Context) {
 			st.clients[c] = struct{}{}
 			st.counts[c.view]++
 			st.stats.Connections++
-			h.sendTo(st, c, h.snapshot(rctx, st, c.view))
+			st.render(h.snapshotJob(st, c))
 		case c := <-h.unregister:
 			if _, ok := st.clients[c]; ok {
 				delete(st.clients, c)
@@ -259,39 +298,19 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 		jsonFrame = h.jsonFrame(st, now)
 	}
 	st.stats.LastSeq = st.seq
-	var page, pageRO, wall []byte
+	job := &renderJob{json: jsonFrame, version: st.version, seq: st.seq}
 	if st.counts[viewPage] > 0 || st.counts[viewPageRO] > 0 {
-		// Both variants carry the same marks of what changed.
-		var marks *templates.Changed
-		if st.changed.any() {
-			m := st.changed.take()
-			marks = &m
-		}
-		if st.counts[viewPage] > 0 {
-			page = h.renderPage(operatorCtx(ctx), st, false, marks)
-			st.stats.BytesPerPage = len(page)
-		}
-		if st.counts[viewPageRO] > 0 {
-			pageRO = h.renderPage(ctx, st, false, marks)
-			st.stats.BytesPerPage = len(pageRO)
-		}
+		job.parts = h.pageParts(st, false)
 	}
 	if st.counts[viewWall] > 0 {
-		wall = h.renderWall(ctx, st, now, false)
+		job.wall = h.wallParts(st, now, false)
 	}
+	job.clients = make([]*client, 0, len(st.clients))
 	for c := range st.clients {
-		switch c.view {
-		case viewPage:
-			h.sendTo(st, c, page)
-		case viewPageRO:
-			h.sendTo(st, c, pageRO)
-		case viewWall:
-			h.sendTo(st, c, wall)
-		case viewJSON:
-			h.sendTo(st, c, jsonFrame)
-		}
+		job.clients = append(job.clients, c)
 	}
-	st.changed.reset() // taken by renderPage, or no page is open
+	st.render(job)
+	st.changed.reset() // taken by pageParts, or no page is open
 	clear(st.dirty.jobs)
 	st.dirty = dirty{jobs: st.dirty.jobs, feed: later.feed, failures: later.failures, chart: later.chart}
 	st.pending = st.pending[:0]
@@ -327,7 +346,10 @@ func (h *Hub) drop(st *hubState, c *client, code websocket.StatusCode, reason st
 	close(c.quit)
 }
 
-// query runs f on the hub goroutine and waits for it.
+// query runs f on the hub goroutine and waits for it. ctx bounds only the
+// wait for the hub to take f: once taken, f writes into the caller's
+// variables, so query waits for it to finish (it runs at once and never
+// blocks) rather than return while f still writes.
 func (h *Hub) query(ctx context.Context, f func(*hubState)) error {
 	done := make(chan struct{})
 	select {
@@ -337,12 +359,8 @@ func (h *Hub) query(ctx context.Context, f func(*hubState)) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	<-done
+	return nil
 }
 
 // Stats reports the hub's counters.
@@ -370,4 +388,12 @@ func (h *Hub) PublishAudit(ctx context.Context, e audit.Entry) {
 		st.changed.audit = true
 		st.pending = append(st.pending, pending{Type: "audit", At: e.At, Data: map[string]any{"audit": e}})
 	})
+}
+
+// Seq is the hub's sequence number now: it changes with every frame that
+// changes something, so an answer made at one seq stays right until the next.
+func (h *Hub) Seq(ctx context.Context) (uint64, error) {
+	var seq uint64
+	err := h.query(ctx, func(st *hubState) { seq = st.seq })
+	return seq, err
 }

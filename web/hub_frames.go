@@ -65,7 +65,7 @@ func (h *Hub) dirtyState(st *hubState) map[string]any {
 		data["jobs"] = js
 	}
 	if st.dirty.outbox && st.outbox != nil {
-		data["outbox"] = st.outbox
+		data["outbox"] = h.outboxStats(st)
 	}
 	if st.dirty.queue {
 		data["queue"] = st.queue
@@ -96,80 +96,47 @@ func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats {
 	return out
 }
 
-// renderPage renders the overview pages' fragments: all of them for a
-// snapshot, the dirty ones otherwise, and always the seq marker.
-func (h *Hub) renderPage(ctx context.Context, st *hubState, all bool, marks *templates.Changed) []byte {
-	var buf bytes.Buffer
-	for _, name := range st.jobOrder {
-		if all || st.dirty.jobs[name] {
-			h.renderTo(ctx, &buf, templates.JobCard(st.jobs[name], true))
-		}
-	}
-	if all || st.dirty.outbox {
-		h.renderTo(ctx, &buf, templates.OutboxPanel(st.outbox, true))
-	}
-	if all || st.dirty.queue {
-		h.renderTo(ctx, &buf, templates.QueuesPanel(st.queue, h.pipelines(st), true))
-	}
-	if all || st.dirty.chart {
-		h.renderTo(ctx, &buf, templates.Chart(st.series.export(), true))
-	}
-	if all || st.dirty.feed {
-		h.renderTo(ctx, &buf, templates.Feed(st.feed.newestFirst(), true))
-	}
-	if !all && marks != nil {
-		h.renderTo(ctx, &buf, templates.Changes(*marks))
-	}
-	h.renderTo(ctx, &buf, templates.Seq(st.seq, true))
-	return buf.Bytes()
-}
-
-// renderWall renders the wall screen's fragments. The wall replaces whole
-// regions, so nothing in its page accumulates over days.
-func (h *Hub) renderWall(ctx context.Context, st *hubState, now time.Time, all bool) []byte {
-	var buf bytes.Buffer
+// wallParts lists the wall screen's fragments that changed (all for a
+// snapshot). The wall replaces whole regions, so nothing in its page
+// accumulates over days.
+func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []templ.Component {
+	var out []templ.Component
 	v := h.view(st, now)
 	if all || len(st.dirty.jobs) > 0 || st.dirty.jobSet {
-		h.renderTo(ctx, &buf, templates.WallJobs(v.Jobs, true))
+		out = append(out, templates.WallJobs(v.Jobs, true))
 	}
 	if all || st.dirty.outbox {
-		h.renderTo(ctx, &buf, templates.WallOutbox(v.Outbox, true))
+		out = append(out, templates.WallOutbox(v.Outbox, true))
 	}
 	if all || st.dirty.queue {
-		h.renderTo(ctx, &buf, templates.WallQueues(v.Queue, true))
+		out = append(out, templates.WallQueues(v.Queue, true))
 	}
 	if all || st.dirty.chart {
-		h.renderTo(ctx, &buf, templates.Chart(v.Series, true))
+		out = append(out, templates.Chart(v.Series, true))
 	}
-	if all || st.dirty.failures {
-		h.renderTo(ctx, &buf, templates.WallFailures(v, true))
+	// "All clear" also depends on the dead letters, the backlog and the jobs.
+	if all || st.dirty.failures || st.dirty.outbox || len(st.dirty.jobs) > 0 {
+		out = append(out, templates.WallFailures(v, true))
 	}
-	h.renderTo(ctx, &buf, templates.WallStamp(v, true))
-	return buf.Bytes()
+	return append(out, templates.WallStamp(v, true))
 }
 
-// snapshot is the whole current state for view, sent first on every
-// connect. Clients that connect at the same state share the bytes.
-func (h *Hub) snapshot(ctx context.Context, st *hubState, v view) []byte {
-	c := &st.snaps[v]
-	if c.frame != nil && c.version == st.version && c.seq == st.seq {
-		return c.frame
-	}
+// snapshotJob is the whole current state for c's view (and topics), sent
+// first on every connect. The renderer shares the rendering between clients
+// that connect while the state stays the same.
+func (h *Hub) snapshotJob(st *hubState, c *client) *renderJob {
 	st.stats.Snapshots++
 	now := h.cfg.Now()
-	var f []byte
-	switch v {
-	case viewPage:
-		f = h.renderPage(operatorCtx(ctx), st, true, nil)
-	case viewPageRO:
-		f = h.renderPage(ctx, st, true, nil)
+	job := &renderJob{clients: []*client{c}, snapshot: true, version: st.version, seq: st.seq}
+	switch c.view {
+	case viewPage, viewPageRO:
+		job.parts = h.pageParts(st, true)
 	case viewWall:
-		f = h.renderWall(ctx, st, now, true)
+		job.wall = h.wallParts(st, now, true)
 	case viewJSON:
-		f = h.encode(frame{Seq: st.seq, Type: "snapshot", At: now, Data: h.view(st, now)})
+		job.json = h.encode(frame{Seq: st.seq, Type: "snapshot", At: now, Data: h.view(st, now)})
 	}
-	*c = snapCache{version: st.version, seq: st.seq, frame: f}
-	return f
+	return job
 }
 
 func (h *Hub) renderTo(ctx context.Context, buf *bytes.Buffer, comp templ.Component) {
@@ -190,6 +157,7 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 		Failures:      st.failures.newestFirst(),
 		FailureCount:  int(st.series.sum(st.series.fails)),
 		FailureWindow: st.series.span(),
+		HistoryAt:     st.historyAt,
 	}
 	for _, name := range st.jobOrder {
 		v.Jobs = append(v.Jobs, st.jobs[name])
@@ -198,9 +166,6 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 		q := *st.queue
 		v.Queue = &q
 	}
-	if st.outbox != nil {
-		o := *st.outbox
-		v.Outbox = &o
-	}
+	v.Outbox = h.outboxStats(st)
 	return v
 }

@@ -44,7 +44,10 @@ type hubState struct {
 	stats   HubStats
 	seq     uint64
 	version uint64 // bumped on every change of the view model
-	snaps   [numViews]snapCache
+	// render queues a frame for the renderer (hub_render.go); the jobs
+	// wait in renderQueue while it is busy.
+	render      func(*renderJob)
+	renderQueue []*renderJob
 
 	jobs      map[string]jobs.Status
 	jobOrder  []string
@@ -52,6 +55,8 @@ type hubState struct {
 	pipelines map[string]jobs.PipelineStats
 	pipeOrder []string
 	outbox    *outbox.Stats
+	stored    *storedOutbox // nil until stored history is read
+	historyAt time.Time     // when it was last read
 	series    series
 	feed      *ring[templates.FeedItem]
 	failures  *ring[templates.FeedItem]
@@ -185,7 +190,7 @@ func (h *Hub) applyJob(st *hubState, ev jobs.Event) bool {
 			h.feed(st, item)
 			return false
 		}
-		item.Text, item.Bad = "failed: "+s.LastError, true
+		item = runFailure(jobs.JobRun{Job: s.Name, At: ev.At, Error: s.LastError})
 		st.series.add(now, &st.series.fails)
 		h.fail(st, item)
 	case jobs.EventJobStarted:
@@ -222,15 +227,23 @@ func (h *Hub) applyWork(st *hubState, ev jobs.Event, now time.Time) bool {
 		return false
 	case jobs.EventWorkFailed:
 		st.series.add(now, &st.series.fails)
-		item := templates.FeedItem{At: ev.At, Type: string(ev.Type), Subject: w.Kind, Bad: true,
-			Text: "work " + w.ID + " failed after " + strconv.Itoa(w.Attempts) + " attempts: " + w.LastError, Link: "/work?state=failed"}
+		item := workFailure(ev.At, w)
 		h.fail(st, item)
+		h.feed(st, item)
+		st.pending = append(st.pending, pending{Type: string(ev.Type), At: ev.At, Data: map[string]any{"work": w}})
+		return true
+	case jobs.EventWorkRequeued, jobs.EventWorkDeleted:
+		text := "work " + w.ID + " retried by hand"
+		if ev.Type == jobs.EventWorkDeleted {
+			text = "work " + w.ID + " deleted"
+		}
+		item := templates.FeedItem{At: ev.At, Type: string(ev.Type), Subject: w.Kind, Text: text, Link: "/work/" + url.PathEscape(w.ID)}
 		h.feed(st, item)
 		st.pending = append(st.pending, pending{Type: string(ev.Type), At: ev.At, Data: map[string]any{"work": w}})
 		return true
 	case jobs.EventWorkDropped:
 		item := templates.FeedItem{At: ev.At, Type: string(ev.Type), Subject: w.Kind, Bad: true,
-			Text: "work " + w.ID + " dropped: queue full", Link: "/work?state=dropped"}
+			Text: "work " + w.ID + " dropped: queue full", Link: "/work/" + url.PathEscape(w.ID)}
 		h.feed(st, item)
 		st.pending = append(st.pending, pending{Type: string(ev.Type), At: ev.At, Data: map[string]any{"work": w}})
 		return true
@@ -272,10 +285,10 @@ func (h *Hub) applyOutbox(st *hubState, ev outbox.Event) bool {
 	}
 	switch ev.Type {
 	case outbox.EventDead:
-		item.Bad = true
-		item.Text = "dead letter"
-		if ev.Message != nil && ev.Message.LastError != "" {
-			item.Text += ": " + ev.Message.LastError
+		if ev.Message != nil {
+			item = deadLetter(ev.At, *ev.Message)
+		} else {
+			item.Bad, item.Text = true, "dead letter"
 		}
 		st.series.add(now, &st.series.fails)
 		h.fail(st, item)
@@ -320,6 +333,8 @@ func (h *Hub) tick(st *hubState) {
 	now := h.cfg.Now()
 	if st.series.advance(now) {
 		st.dirty.chart, st.dirty.failures = true, true
+		// The dispatch rate is read off the same buckets.
+		st.dirty.outbox = st.dirty.outbox || st.stored != nil
 		st.version++
 	}
 	cutoff := now.Add(-st.series.span())
@@ -431,6 +446,17 @@ func (s *series) sum(xs []int64) int64 {
 	return t
 }
 
+// rate is events per second over the closed buckets of the last span.
+func (s *series) rate(xs []int64, span time.Duration) float64 {
+	n := int64(len(xs))
+	k := min(int64(span/s.bucket), n-1)
+	var t int64
+	for i := s.cur - k; i < s.cur; i++ {
+		t += xs[((i%n)+n)%n]
+	}
+	return float64(t) / (time.Duration(k) * s.bucket).Seconds()
+}
+
 // export returns the closed buckets, oldest first: the open one would make
 // the line's last point jump about.
 func (s *series) export() templates.Series {
@@ -442,6 +468,7 @@ func (s *series) export() templates.Series {
 	// A young hub shows the time since it started (at least minSeriesPoints
 	// buckets), not minutes of zeros it never measured.
 	from := max(s.cur-n+1, min(s.first, s.cur-minSeriesPoints))
+	out.Totals = templates.Totals{JobRuns: s.sum(s.jobRuns), Work: s.sum(s.work), Outbox: s.sum(s.outbox), Failures: s.sum(s.fails)}
 	for k := from; k < s.cur; k++ {
 		i := ((k % n) + n) % n
 		out.JobRuns = append(out.JobRuns, s.jobRuns[i])

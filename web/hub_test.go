@@ -550,3 +550,96 @@ func TestHubRendersButtonsForOperatorsOnly(t *testing.T) {
 		t.Errorf("JSON frame %s: want the audit entry", f)
 	}
 }
+
+// TestHubQueryWaitsForTheClosureItHandedOver ends the caller's context while
+// the hub runs the caller's closure: query must not return (and let the caller
+// read what the closure writes) before the closure is done. Under -race the
+// old query, which returned on ctx.Done, reported a data race here.
+func TestHubQueryWaitsForTheClosureItHandedOver(t *testing.T) {
+	h, _, _ := testHub(t, HubConfig{})
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		var seen int
+		err := h.query(ctx, func(st *hubState) {
+			cancel() // the caller gives up while the hub holds its closure
+			time.Sleep(time.Millisecond)
+			seen = len(st.clients) + 1
+		})
+		got := seen // a race with the closure's write, unless query waited
+		if got != 1 || err != nil {
+			t.Fatalf("query returned (%v) before the closure it handed over was done: saw %d", err, got)
+		}
+	}
+}
+
+// TestHubSendsEachClientOnlyItsTopics: a job's page gets that job's card and
+// not the others' nor the overview's panels; the outbox list gets the outbox
+// panel and its changes and no job card; the overview gets all of them.
+func TestHubSendsEachClientOnlyItsTopics(t *testing.T) {
+	h, je, oe := testHub(t, HubConfig{FlushEvery: time.Hour})
+	je <- jobs.Event{Type: jobs.EventSnapshot, Jobs: []jobs.Status{*status("report", true, 1, 0, ""), *status("cleanup", true, 1, 0, "")}}
+	attachTo := func(names string) *client {
+		tp, err := parseTopics(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(viewPage, 16)
+		c.topics = tp
+		h.register <- c
+		next(t, c) // the snapshot
+		return c
+	}
+	overview, job, list := attachTo("overview"), attachTo("job:report"), attachTo("outbox")
+	je <- jobs.Event{Type: jobs.EventRunFailed, At: time.Now(), Job: status("report", true, 2, 1, "boom")}
+	je <- jobs.Event{Type: jobs.EventRunFailed, At: time.Now(), Job: status("cleanup", true, 2, 1, "boom")}
+	oe <- outbox.Event{Type: outbox.EventDead, At: time.Now(), Message: &outbox.Summary{ID: "m1", Topic: "order.placed", Status: outbox.StatusDead}}
+	oe <- outbox.Event{Type: outbox.EventStats, At: time.Now(), Stats: &outbox.Stats{Dead: 1}}
+	if _, err := h.Stats(context.Background()); err != nil { // the events are in
+		t.Fatal(err)
+	}
+	h.queries <- func(st *hubState) { h.flush(context.Background(), st, true) }
+	read := func(c *client) *goquery.Document {
+		var all []byte
+		for {
+			select {
+			case f := <-c.send:
+				all = append(all, f...)
+				continue
+			case <-time.After(200 * time.Millisecond):
+			}
+			return doc(t, all)
+		}
+	}
+	has := func(d *goquery.Document, sel string) bool { return d.Find(sel).Length() > 0 }
+	dOverview, dJob, dList := read(overview), read(job), read(list)
+	for _, c := range []struct {
+		who  string
+		d    *goquery.Document
+		sel  string
+		want bool
+	}{
+		{"overview", dOverview, `#job-report`, true},
+		{"overview", dOverview, `#job-cleanup`, true},
+		{"overview", dOverview, `#outbox-stats`, true},
+		{"overview", dOverview, `#feed`, true},
+		{"job:report", dJob, `#job-report`, true},
+		{"job:report", dJob, `#job-cleanup`, false},
+		{"job:report", dJob, `#outbox-stats`, false},
+		{"job:report", dJob, `#feed`, false},
+		{"job:report", dJob, `#chart`, false},
+		{"job:report", dJob, `[data-live="job"][data-id="report"]`, true},
+		{"job:report", dJob, `[data-live="outbox"]`, false},
+		{"outbox", dList, `#outbox-stats`, true},
+		{"outbox", dList, `#job-report`, false},
+		{"outbox", dList, `[data-live="outbox"][data-id="m1"]`, true},
+		{"outbox", dList, `[data-live="job"]`, false},
+		{"everyone", dList, `#seq`, true},
+	} {
+		if got := has(c.d, c.sel); got != c.want {
+			t.Errorf("%s client has %s: %v, want %v", c.who, c.sel, got, c.want)
+		}
+	}
+	if _, err := parseTopics("job:report,nonsense"); err == nil {
+		t.Error("an unknown topic was accepted")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/canalhq/canal/jobs"
@@ -61,9 +62,9 @@ func setJobInterval(jc intervalSetter) echo.HandlerFunc {
 		if body.Interval == nil {
 			return badRequest(c, "interval", `interval is required, e.g. {"interval":"5s"}`)
 		}
-		d, err := time.ParseDuration(*body.Interval)
-		if err != nil {
-			return badRequest(c, "interval", `interval must be a duration such as "500ms", "5s" or "1m"`)
+		d, msg := parseInterval(*body.Interval)
+		if msg != "" {
+			return badRequest(c, "interval", msg)
 		}
 		st, err := jc.SetInterval(c.Request().Context(), c.Param("name"), d)
 		if err != nil {
@@ -111,12 +112,11 @@ func tutorialJob(jc JobController, verb string) echo.HandlerFunc {
 				st.Message = "already stopped"
 			}
 		default:
+			// The state, not the last command's answer ("interval set to 5s").
 			st, err = jc.Status(ctx, name)
-			if err == nil && st.Message == "" {
-				st.Message = "stopped"
-				if st.Running {
-					st.Message = "running"
-				}
+			st.Message = "stopped"
+			if st.Running {
+				st.Message = "running"
 			}
 		}
 		if err != nil {
@@ -137,7 +137,8 @@ func jobsError(c echo.Context, err error) error {
 	switch {
 	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrUnknownWork):
 		return jsonError(c, http.StatusNotFound, err.Error())
-	case errors.Is(err, jobs.ErrAlreadyRunning), errors.Is(err, jobs.ErrNotRunning):
+	case errors.Is(err, jobs.ErrAlreadyRunning), errors.Is(err, jobs.ErrNotRunning),
+		errors.Is(err, jobs.ErrWorkState):
 		return jsonError(c, http.StatusConflict, err.Error())
 	case errors.Is(err, jobs.ErrInvalidInterval):
 		return badRequest(c, "interval", err.Error())
@@ -219,4 +220,19 @@ func pageLimit(s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(s)
 	return n, err == nil && n >= 1 && n <= jobs.MaxPage
+}
+
+// parseInterval reads a job interval as a person types it, or says what is
+// wrong with it; the processor enforces its own minimum (MinInterval) too.
+func parseInterval(s string) (time.Duration, string) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return 0, `interval must be a duration such as "500ms", "5s" or "1m"`
+	case d <= 0:
+		return 0, "interval must be positive"
+	case d > jobs.MaxInterval:
+		return 0, fmt.Sprintf("interval %s is too long: at most %s", d, jobs.MaxInterval)
+	}
+	return d, ""
 }

@@ -163,7 +163,7 @@ func TestTutorialJobAPI(t *testing.T) {
 		{"GET", "/api/job/status", false, "stopped"},
 		{"POST", "/api/job/start", true, "started"},
 		{"POST", "/api/job/start", true, "already running"},
-		{"GET", "/api/job/status", true, "started"},
+		{"GET", "/api/job/status", true, "running"}, // the state, not the last answer
 		{"POST", "/api/job/stop", false, "stopped"},
 		{"POST", "/api/job/stop", false, "already stopped"},
 	}

@@ -58,6 +58,10 @@ func listOutbox(ob outboxLister) echo.HandlerFunc {
 		if msg := checkTopic(f.Topic); msg != "" {
 			return badRequest(c, "topic", msg)
 		}
+		f.Key = strings.TrimSpace(c.QueryParam("key"))
+		if len(f.Key) > maxTopicLen {
+			return badRequest(c, "key", fmt.Sprintf("key longer than %d bytes", maxTopicLen))
+		}
 		if s := c.QueryParam("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > outbox.MaxPage {

@@ -120,6 +120,8 @@ func TestOutboxAPIReads(t *testing.T) {
 		{"dispatched ok", "/api/outbox?status=dispatched&topic=ok", 200, "", 2},
 		{"pending", "/api/outbox?status=pending", 200, "", 1},
 		{"limited", "/api/outbox?limit=3", 200, "", 3},
+		{"by a key none has", "/api/outbox?key=cust-7", 200, "", 0},
+		{"long key", "/api/outbox?key=" + strings.Repeat("k", 201), 400, "key", -1},
 		{"bad status", "/api/outbox?status=lost", 400, "status", -1},
 		{"bad limit", "/api/outbox?limit=zero", 400, "limit", -1},
 		{"limit too big", "/api/outbox?limit=100000", 400, "limit", -1},

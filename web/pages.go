@@ -158,28 +158,12 @@ func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerF
 			return notFound(c, "No outbox is connected to this dashboard.", "/", "Overview")
 		}
 		ctx := c.Request().Context()
-		f := templates.OutboxFilter{
-			Status: c.QueryParam("status"),
-			Topic:  strings.TrimSpace(c.QueryParam("topic")),
-			Before: c.QueryParam("before"),
+		f, lf, field, bad := outboxFilter(c)
+		if bad != "" {
+			return badPage(c, field, bad)
 		}
 		if msg := checkTopic(f.Topic); msg != "" {
 			return badPage(c, "topic", msg)
-		}
-		lf := outbox.ListFilter{Topic: f.Topic}
-		if f.Status != "" {
-			st, ok := outbox.ParseStatus(f.Status)
-			if !ok {
-				return badPage(c, "status", statusMessage(f.Status))
-			}
-			lf.Status = st
-		}
-		if f.Before != "" {
-			before, ok := outbox.ParseCursor(f.Before)
-			if !ok {
-				return badPage(c, "before", outboxCursorMessage(f.Before))
-			}
-			lf.Before = before
 		}
 		page, err := ob.List(ctx, lf)
 		if errors.Is(err, outbox.ErrInvalidFilter) {
@@ -247,4 +231,16 @@ func badInput(err error) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// dashboardJSON answers the view the overview and the wall render, as JSON:
+// the same figures from the same source.
+func dashboardJSON(h *Hub) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		v, err := h.View(c.Request().Context())
+		if err != nil {
+			return jsonError(c, http.StatusServiceUnavailable, err.Error())
+		}
+		return c.JSON(http.StatusOK, v)
+	}
 }

@@ -67,7 +67,7 @@ func TestOverviewRendersEveryJobWithButtons(t *testing.T) {
 	if _, ok := report.Find(`[data-testid="start"]`).Attr("disabled"); !ok {
 		t.Error("Start is enabled on a running job")
 	}
-	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws" {
+	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?topics=overview" {
 		t.Errorf("body ws-connect = %q", ws)
 	}
 	for _, id := range []string{"outbox-stats", "queues", "chart", "feed", "seq"} {

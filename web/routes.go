@@ -33,7 +33,10 @@ type Deps struct {
 	Logger *slog.Logger
 	Jobs   JobController
 	Work   WorkQueue // one-off work items; nil leaves the work API out
-	Hub    *Hub
+	// WorkActions are Retry and Delete of a work item (*jobs.Processor);
+	// nil leaves them out.
+	WorkActions WorkActions
+	Hub         *Hub
 	// History is job runs and work items as stored (*jobs.Processor);
 	// nil leaves the pages without history and its API out.
 	History History
@@ -62,6 +65,9 @@ type Deps struct {
 	// Ready reports whether the program has finished starting.
 	Ready   func() bool
 	Started time.Time
+	// Zone is the zone every page shows times in (-display-tz); nil shows
+	// each viewer's own. The hub must be given the same (HubConfig.Zone).
+	Zone *time.Location
 }
 
 // New returns the HTTP handler with every route.
@@ -99,6 +105,7 @@ func New(d Deps) *echo.Echo {
 	// Wrong Bearer tokens and failed logins share one limit per address.
 	logins := newLoginLimiter(d.Access.FailedLogins)
 	e.Use(d.Access.identify(logins))
+	e.Use(withZone(d.Zone))
 	addRoutes(e, d, logins)
 	return e
 }
@@ -133,23 +140,45 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 	app.GET("/", overviewPage(d.Hub, d.Jobs), viewer)
 	app.GET("/jobs/:name", jobPage(d.Hub, d.Jobs, d.History), viewer)
 	app.GET("/work", workPage(d.Hub, d.History), viewer)
+	app.GET("/work/:id", workItemPage(d.Hub, d.Work, d.WorkActions), viewer)
 	app.GET("/outbox", outboxPage(d.Hub, d.Outbox, d.Routes), viewer)
 	app.GET("/outbox/:id", outboxMessagePage(d.Hub, d.Outbox), viewer)
 	app.GET("/wall", wallPage(d.Hub), viewer)
 	app.GET("/ws", serveWS(d.Hub, d.WS, d.Logger, false), viewer)
 	app.GET("/ws/events", serveWS(d.Hub, d.WS, d.Logger, true), viewer)
 	app.GET("/api/hub/stats", hubStats(d.Hub), viewer)
+	app.GET("/api/dashboard", dashboardJSON(d.Hub), viewer) // every figure the overview and the wall show
+
+	// Narrow fragment endpoints: one live region each, one query each,
+	// shared by every viewer of the same region (fragments.go).
+	fs := newFragments(d.Hub)
+	if d.Outbox != nil {
+		app.GET("/fragments/outbox", outboxListFragment(fs, d.Outbox, d.Routes), viewer)
+		app.GET("/fragments/outbox/:id", outboxMessageFragment(fs, d.Outbox), viewer)
+	}
+	if d.History != nil {
+		app.GET("/fragments/work", workListFragment(fs, d.History), viewer)
+		app.GET("/fragments/jobs/:name/runs", jobRunsFragment(fs, d.History), viewer)
+	}
+	if d.Work != nil {
+		app.GET("/fragments/work/:id", workItemFragment(fs, d.Work, d.WorkActions != nil), viewer)
+	}
 
 	// The pages' buttons (htmx, or plain form posts without JavaScript).
 	if d.Jobs != nil {
 		app.POST("/ui/jobs/:name/start", uiJob(d.Jobs, "start"), operator...)
 		app.POST("/ui/jobs/:name/stop", uiJob(d.Jobs, "stop"), operator...)
 		app.POST("/ui/jobs/:name/trigger", uiJob(d.Jobs, "trigger"), operator...)
+		app.POST("/ui/jobs/:name/interval", uiSetInterval(d.Jobs), operator...)
 	}
 	if d.Outbox != nil {
 		app.POST("/ui/outbox/retry-dead", uiRetryDead(d.Outbox), operator...)
-		app.POST("/ui/outbox/:id/retry", uiRetry(d.Outbox), operator...)
-		app.POST("/ui/outbox/:id/delete", uiDelete(d.Outbox), operator...)
+		app.POST("/ui/outbox/:id/retry", uiRetry(d.Outbox, d.Routes), operator...)
+		app.POST("/ui/outbox/:id/delete", uiDelete(d.Outbox, d.Routes), operator...)
+	}
+	if d.WorkActions != nil && d.Work != nil {
+		app.POST("/ui/work/:id/retry", uiRetryWork(d.WorkActions, d.Work), operator...)
+		app.POST("/ui/work/:id/delete", uiDeleteWork(d.WorkActions, d.Work), operator...)
 	}
 
 	// Jobs API (recurring jobs through the control channel).
@@ -175,6 +204,10 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 		app.POST("/api/work", postWork(d.Work, 2*time.Second), operator...)
 		app.GET("/api/work/:id", getWork(d.Work), viewer)
 		app.GET("/api/queue", queueHealth(d.Work), viewer)
+	}
+	if d.WorkActions != nil {
+		app.POST("/api/work/:id/retry", retryWork(d.WorkActions), operator...)
+		app.DELETE("/api/work/:id", deleteWork(d.WorkActions), operator...)
 	}
 
 	// Outbox API.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/a-h/templ"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -52,18 +54,53 @@ func uiJob(jc JobController, verb string) echo.HandlerFunc {
 	}
 }
 
+// uiSetInterval changes a job's interval from its page's form; a bad
+// value is answered in the form's result line, naming what is wrong.
+func uiSetInterval(jc JobController) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name := c.Param("name")
+		d, msg := parseInterval(c.FormValue("interval"))
+		if msg != "" {
+			c.Set(auditResultKey, msg)
+			return answer(c, false, msg)
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), uiTimeout)
+		defer cancel()
+		s, err := jc.SetInterval(ctx, name, d)
+		if err != nil {
+			return failed(c, err)
+		}
+		return answer(c, true, name+": every "+s.Interval.String())
+	}
+}
+
 // uiRetry retries one outbox message (a dead one, or a pending one now).
-func uiRetry(ob OutboxActions) echo.HandlerFunc {
+// Pressed in a table row (form value row=1), the answer carries the row
+// again, rendered from the retried record, so it is right at once.
+func uiRetry(ob OutboxAdmin, routes []templates.Route) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), uiTimeout)
 		defer cancel()
 		id := c.Param("id")
 		rec, err := ob.Retry(ctx, id)
 		if err != nil {
-			return failed(c, err)
+			return failedRow(c, err, messageRowNow(ctx, ob, id, routes))
 		}
-		return answer(c, true, "retried "+id+": now "+string(rec.Status))
+		return answerRow(c, true, "retried "+id+": now "+string(rec.Status), templates.MessageRow(rec, routes, true))
 	}
+}
+
+// messageRowNow is a message's row as stored now, for an action that
+// failed: the row says what is true instead of keeping useless buttons.
+func messageRowNow(ctx context.Context, ob OutboxReader, id string, routes []templates.Route) templ.Component {
+	rec, err := ob.Get(ctx, id)
+	switch {
+	case errors.Is(err, outbox.ErrNotFound):
+		return templates.MessageGoneRow(id, "This message no longer exists (deleted).")
+	case err != nil:
+		return nil
+	}
+	return templates.MessageRow(rec, routes, true)
 }
 
 // uiRetryDead retries every dead message, or those of ?topic=.
@@ -84,17 +121,52 @@ func uiRetryDead(ob OutboxActions) echo.HandlerFunc {
 	}
 }
 
-// uiDelete deletes a dead message for good.
-func uiDelete(ob OutboxActions) echo.HandlerFunc {
+// uiDelete deletes a dead message for good; pressed in a row, the row
+// says it is gone at once.
+func uiDelete(ob OutboxAdmin, routes []templates.Route) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), uiTimeout)
 		defer cancel()
 		id := c.Param("id")
 		if err := ob.Delete(ctx, id); err != nil {
-			return failed(c, err)
+			return failedRow(c, err, messageRowNow(ctx, ob, id, routes))
 		}
-		return answer(c, true, "deleted "+id)
+		return answerRow(c, true, "deleted "+id, templates.MessageGoneRow(id, "Deleted "+id+"."))
 	}
+}
+
+// failedRow is failed for a button that may sit in a table row: pressed
+// there (with htmx), the answer carries the row as it now stands.
+func failedRow(c echo.Context, err error, row templ.Component) error {
+	if c.Request().Header.Get("HX-Request") == "" || c.FormValue("row") == "" || row == nil {
+		return failed(c, err)
+	}
+	c.Set(auditResultKey, err.Error())
+	return answerRow(c, false, err.Error(), row)
+}
+
+// answerRow is answer plus, for a press in a table row, the row itself
+// (swapped by id, out of band).
+func answerRow(c echo.Context, ok bool, text string, row templ.Component) error {
+	if c.Request().Header.Get("HX-Request") == "" || c.FormValue("row") == "" || row == nil {
+		return answer(c, ok, text)
+	}
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+	c.Response().WriteHeader(http.StatusOK)
+	ctx := c.Request().Context()
+	if err := templates.Result(ok, text).Render(ctx, c.Response()); err != nil {
+		return err
+	}
+	// A <tr> outside a table is dropped by the HTML parser; htmx takes
+	// out-of-band elements out of a <template> as they are.
+	if _, err := io.WriteString(c.Response(), "<template>"); err != nil {
+		return err
+	}
+	if err := row.Render(ctx, c.Response()); err != nil {
+		return err
+	}
+	_, err := io.WriteString(c.Response(), "</template>")
+	return err
 }
 
 // answer renders the result fragment for htmx (200 either way, since htmx
@@ -123,12 +195,12 @@ func failed(c echo.Context, err error) error {
 // answers it.
 func commandStatus(err error) int {
 	switch {
-	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, outbox.ErrNotFound):
+	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrUnknownWork), errors.Is(err, outbox.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, jobs.ErrAlreadyRunning), errors.Is(err, jobs.ErrNotRunning),
+	case errors.Is(err, jobs.ErrAlreadyRunning), errors.Is(err, jobs.ErrNotRunning), errors.Is(err, jobs.ErrWorkState),
 		errors.Is(err, outbox.ErrNotDead), errors.Is(err, outbox.ErrNotRetryable):
 		return http.StatusConflict
-	case errors.Is(err, outbox.ErrInvalidFilter):
+	case errors.Is(err, outbox.ErrInvalidFilter), errors.Is(err, jobs.ErrInvalidInterval):
 		return http.StatusBadRequest
 	case errors.Is(err, jobs.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable

@@ -20,6 +20,7 @@ import (
 type WorkQueue interface {
 	workEnqueuer
 	workGetter
+	workAttempter
 	healthReporter
 }
 
@@ -29,6 +30,10 @@ type workEnqueuer interface {
 
 type workGetter interface {
 	Work(ctx context.Context, id string) (jobs.WorkItem, error)
+}
+
+type workAttempter interface {
+	WorkAttempts(ctx context.Context, id string) ([]jobs.WorkAttempt, error)
 }
 
 type healthReporter interface {

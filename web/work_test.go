@@ -155,6 +155,9 @@ func (brokenQueue) Enqueue(context.Context, jobs.NewWork) (jobs.WorkItem, error)
 func (brokenQueue) Work(context.Context, string) (jobs.WorkItem, error) {
 	return jobs.WorkItem{}, errors.New("disk on fire")
 }
+func (brokenQueue) WorkAttempts(context.Context, string) ([]jobs.WorkAttempt, error) {
+	return nil, errors.New("store down")
+}
 func (brokenQueue) Health() jobs.Health { return jobs.Health{Status: jobs.HealthDown} }
 
 func TestWorkListAPI(t *testing.T) {

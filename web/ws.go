@@ -59,6 +59,13 @@ func serveWS(h *Hub, cfg WSConfig, log *slog.Logger, json bool) echo.HandlerFunc
 		rc := http.NewResponseController(c.Response())
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
+		tp := allTopics
+		if v == viewPage || v == viewPageRO {
+			var err error
+			if tp, err = parseTopics(c.QueryParam("topics")); err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+			}
+		}
 		// Accept checks the Origin against the request's own host and the
 		// allow-list, and answers 403 itself.
 		conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
@@ -75,6 +82,7 @@ func serveWS(h *Hub, cfg WSConfig, log *slog.Logger, json bool) echo.HandlerFunc
 		ctx := conn.CloseRead(context.Background())
 
 		cl := newClient(v, h.cfg.ClientBuffer)
+		cl.topics = tp
 		select {
 		case h.register <- cl:
 		case <-h.done:

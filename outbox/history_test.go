@@ -1,0 +1,90 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/canalhq/canal/internal/queue"
+	"gorm.io/gorm"
+)
+
+// TestWindowCountsDispatchedAndDeadPerBucket has the engine finish
+// messages as dispatched or dead at known times and reads them back per
+// bucket.
+func TestWindowCountsDispatchedAndDeadPerBucket(t *testing.T) {
+	dialects(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		since := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+		r := newRelay(t, db, testConfig())
+		finishAt := map[string]struct {
+			state queue.State
+			sec   int
+		}{}
+		var items []queue.NewItem
+		for i, m := range []struct {
+			state queue.State
+			sec   int
+		}{{queue.StateDone, -1}, {queue.StateDone, 0}, {queue.StateDone, 3}, {queue.StateDead, 4}, {queue.StateDead, 11},
+			{queue.StateDone, 15}, {queue.StateDead, 16}} {
+			id := fmt.Sprintf("m%d", i)
+			finishAt[id] = m
+			items = append(items, queue.NewItem{PublicID: id, Kind: "order.placed", Payload: []byte("{}"), CreatedAt: since.Add(-10 * time.Second)})
+		}
+		if err := db.Transaction(func(tx *gorm.DB) error {
+			_, err := queue.Insert(ctx, r.drv, tx, queueName, since.Add(-10*time.Second), items...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		claimed, err := r.drv.Claim(ctx, queue.ClaimRequest{Queue: queueName, Owner: "test", NowUS: since.Add(-5 * time.Second).UnixMicro(),
+			LeaseUS: since.Add(time.Hour).UnixMicro(), Limit: len(items)})
+		if err != nil || len(claimed) != len(items) {
+			t.Fatalf("claimed %d of %d: %v", len(claimed), len(items), err)
+		}
+		for _, it := range claimed {
+			m := finishAt[it.PublicID]
+			at := since.Add(time.Duration(m.sec) * time.Second).UnixMicro()
+			o := queue.Outcome{ID: it.ID, Owner: it.Owner, Attempt: it.Attempt, Queue: it.Queue, State: m.state,
+				NowUS: at, StartedUS: at, Failures: 1, LastError: "refused", Error: "refused"}
+			if ok, err := r.drv.Complete(ctx, []queue.Outcome{o}); err != nil || !ok[0] {
+				t.Fatalf("complete %s: %v %v", it.PublicID, ok, err)
+			}
+		}
+		addN(t, r, "order.placed", nil, 1) // pending: in no count
+
+		w, err := r.Window(ctx, since, 5*time.Second, 3, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(w.Dispatched) != "[2 0 0]" || fmt.Sprint(w.Dead) != "[1 0 1]" {
+			t.Errorf("dispatched %v dead %v, want [2 0 0] and [1 0 1]", w.Dispatched, w.Dead)
+		}
+		if len(w.RecentDead) != 2 || w.RecentDead[0].ID != "m4" || w.RecentDead[1].ID != "m3" || !w.DeadAt[1].Equal(since.Add(4*time.Second)) {
+			t.Errorf("recent dead %+v at %v, want m4 then m3 at +4s", w.RecentDead, w.DeadAt)
+		}
+		// Created 10 s before since, dispatched at +0 s and +3 s.
+		if w.LatencyP50Ms != 13000 || w.LatencyP99Ms != 13000 {
+			t.Errorf("latency p50 %v p99 %v ms, want 13000 and 13000", w.LatencyP50Ms, w.LatencyP99Ms)
+		}
+		if _, err := r.Window(ctx, since, 0, 3, 10); err == nil {
+			t.Error("a zero bucket was accepted")
+		}
+	})
+}
+
+// TestListFiltersByKey lists one key's messages only.
+func TestListFiltersByKey(t *testing.T) {
+	dialects(t, func(t *testing.T, db *gorm.DB) {
+		r := newRelay(t, db, testConfig())
+		ids := addN(t, r, "order.placed", []string{"cust-1", "cust-2"}, 5)
+		page, err := r.List(context.Background(), ListFilter{Key: "cust-2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Items) != 2 || page.Items[0].ID != ids[3] || page.Items[1].ID != ids[1] {
+			t.Errorf("key cust-2 lists %+v, want messages 4 and 2, newest first", page.Items)
+		}
+	})
+}
