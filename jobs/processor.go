@@ -194,7 +194,7 @@ func NewProcessor(cfg Config) *Processor {
 		cmdWait:  newWaitHist(),
 		events:   newEmitter(cfg.EventCapacity, func() time.Time { return cfg.Now().UTC() }),
 		jobs:     make(map[string]*job),
-		shutdown: make(chan context.Context),
+		shutdown: make(chan context.Context, 1),
 		started:  make(chan struct{}),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -378,12 +378,12 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	p.early.Unlock()
+	// The request is left in a one-slot buffer rather than handed over: a
+	// caller whose deadline ends before Run takes it must still stop Run
+	// (which then drains with that expired deadline, at once).
 	select {
 	case p.shutdown <- ctx:
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	default: // a shutdown is already asked for
 	}
 	select {
 	case <-p.done:

@@ -463,3 +463,22 @@ func TestIntervalNeedsWholeMilliseconds(t *testing.T) {
 		t.Fatalf("SetInterval 250ms = %+v, %v", st, err)
 	}
 }
+
+// A Shutdown whose deadline has already passed when Run could take it still
+// stops Run: before, the request could be abandoned and Run ran for ever.
+func TestShutdownWithExpiredDeadlineStopsRun(t *testing.T) {
+	for range 20 {
+		p := jobs.NewProcessor(jobs.Config{})
+		done := make(chan error, 1)
+		go func() { done <- p.Run(context.Background()) }()
+		<-p.Events() // Run has started: its first snapshot is out
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = p.Shutdown(expired)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not stop after a Shutdown whose deadline had passed")
+		}
+	}
+}
