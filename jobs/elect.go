@@ -210,6 +210,7 @@ func (p *Processor) lead(ctx context.Context, runners *sync.WaitGroup, l leaders
 		j.status.NextRun = nil
 	}
 	p.term = l.term
+	p.leading.Store(l.term)
 	if l.term == 0 {
 		for _, name := range p.order {
 			p.publish(EventJobUpdated, p.jobs[name])
@@ -240,4 +241,10 @@ func (p *Processor) lead(ctx context.Context, runners *sync.WaitGroup, l leaders
 	tctx := p.termCtx
 	runners.Go(func() { p.serveCommands(tctx) })
 	p.events.publish(Event{Type: EventSnapshot, Jobs: p.list(), Queue: p.queueStats()})
+}
+
+// IsLeader says whether this process runs the recurring jobs now: it holds
+// the lease, or it has no store and is the only process.
+func (p *Processor) IsLeader() bool {
+	return p.lease == nil || p.leading.Load() > 0
 }

@@ -21,6 +21,10 @@ import (
 // context has no earlier deadline.
 const forwardTimeout = 5 * time.Second
 
+// forwardMargin: a forward gives up this long (up to 5 times as long, a
+// tenth of the time left) before its caller's deadline.
+const forwardMargin = 50 * time.Millisecond
+
 // Errors of forwarded commands; test them with errors.Is.
 var (
 	// ErrNoLeader: no process leads the recurring jobs now (none runs
@@ -196,17 +200,22 @@ func (r *replies) wake() {
 }
 
 // forward answers a job command on a process that does not lead: Status
-// and List from the database, the others by the leader.
-func (p *Processor) forward(ctx context.Context, cmd command) reply {
+// and List from the database, the others by the leader. after is what is
+// left to do once the caller has its reply (the clean-up of a command
+// given up).
+func (p *Processor) forward(ctx context.Context, cmd command) (r reply, after func()) {
+	after = func() {}
 	switch cmd.kind {
 	case cmdStatus, cmdList:
-		return p.stored(ctx, cmd)
+		return p.stored(ctx, cmd), after
 	}
 	if cmd.forwarded {
 		// The leadership moved while the command waited here.
-		return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, ErrNoLeader)}
+		return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, ErrNoLeader)}, after
 	}
-	fail := func(err error) reply { return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, err)} }
+	fail := func(err error) (reply, func()) {
+		return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, err)}, after
+	}
 	l, err := p.Leader(ctx)
 	if err != nil {
 		return fail(err)
@@ -214,9 +223,15 @@ func (p *Processor) forward(ctx context.Context, cmd command) reply {
 	if l.Process == "" {
 		return fail(ErrNoLeader)
 	}
-	deadline := p.now().Add(forwardTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	// Give up a little before the caller does, so that the caller gets
+	// ErrLeaderTimeout rather than its own deadline.
+	now := p.now()
+	deadline := now.Add(forwardTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		margin := min(max(forwardMargin, d.Sub(now)/10), 5*forwardMargin)
+		if d.Add(-margin).Before(deadline) {
+			deadline = d.Add(-margin)
+		}
 	}
 	row := commandRow{Kind: forwardedKinds[cmd.kind], Job: cmd.name, IntervalMS: cmd.interval.Milliseconds(),
 		Sender: p.processID(), DeadlineUS: us(deadline)}
@@ -224,7 +239,7 @@ func (p *Processor) forward(ctx context.Context, cmd command) reply {
 		return fail(err)
 	}
 	p.notify(ctx, wakeCmd)
-	timeout := time.NewTimer(time.Until(deadline))
+	timeout := time.NewTimer(deadline.Sub(p.now()))
 	defer timeout.Stop()
 	poll := time.NewTicker(cmdPoll / 2)
 	defer poll.Stop()
@@ -232,17 +247,16 @@ func (p *Processor) forward(ctx context.Context, cmd command) reply {
 		woken := p.replies.wait()
 		c, ok, err := p.lease.commandReply(ctx, row.ID)
 		if err == nil && ok {
-			_, _ = p.lease.dropCommand(context.WithoutCancel(ctx), row.ID, false)
-			return decodeReply(c)
+			return decodeReply(c), func() { _, _ = p.lease.dropCommand(context.WithoutCancel(ctx), row.ID, false) }
 		}
 		select {
 		case <-woken:
 		case <-poll.C:
 		case <-timeout.C:
-			p.giveUp(ctx, row.ID)
+			after = func() { p.giveUp(ctx, row.ID) }
 			return fail(fmt.Errorf("%w (leader %s)", ErrLeaderTimeout, l.Process))
 		case <-ctx.Done():
-			p.giveUp(ctx, row.ID)
+			after = func() { p.giveUp(ctx, row.ID) }
 			return fail(fmt.Errorf("waiting for the leader: %w", ctx.Err()))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canalhq/canal/internal/queue"
@@ -212,6 +213,7 @@ type Processor struct {
 	term       int64
 	termCtx    context.Context
 	termCancel context.CancelFunc
+	leading    atomic.Int64  // term, for IsLeader
 	cmdWake    chan struct{} // a forwarded command waits (NOTIFY)
 	replies    replies       // a command this process forwarded was answered
 
@@ -563,7 +565,9 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 		}
 		runners.Go(func() {
 			defer cancel()
-			cmd.reply <- p.forward(fctx, cmd)
+			r, after := p.forward(fctx, cmd)
+			cmd.reply <- r
+			after()
 		})
 		return
 	}
