@@ -62,7 +62,9 @@ func (e *elector) try(ctx context.Context) (leadership, bool) {
 	start := e.now()
 	term, err := e.store.acquire(ctx, e.owner, us(start), us(start.Add(e.lease)))
 	if err != nil {
-		e.failed(err)
+		if ctx.Err() == nil {
+			e.failed(err)
+		}
 		return leadership{}, false
 	}
 	e.ok()
@@ -212,9 +214,7 @@ func (p *Processor) lead(ctx context.Context, runners *sync.WaitGroup, l leaders
 	p.term = l.term
 	p.leading.Store(l.term)
 	if l.term == 0 {
-		for _, name := range p.order {
-			p.publish(EventJobUpdated, p.jobs[name])
-		}
+		p.publishSnapshot(ctx)
 		return
 	}
 	p.termCtx, p.termCancel = context.WithCancel(ctx)
@@ -236,11 +236,10 @@ func (p *Processor) lead(ctx context.Context, runners *sync.WaitGroup, l leaders
 			}
 			p.startRunner(p.termCtx, runners, j, first)
 		}
-		p.publish(EventJobUpdated, j)
 	}
 	tctx := p.termCtx
 	runners.Go(func() { p.serveCommands(tctx) })
-	p.events.publish(Event{Type: EventSnapshot, Jobs: p.list(), Queue: p.queueStats()})
+	p.publishSnapshot(ctx)
 }
 
 // IsLeader says whether this process runs the recurring jobs now: it holds

@@ -399,10 +399,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			}
 		}
 	}
-	for _, name := range p.order {
-		p.publish(EventJobUpdated, p.jobs[name])
-	}
-	p.events.publish(Event{Type: EventSnapshot, Jobs: p.list(), Queue: p.queueStats()})
+	p.publishSnapshot(ctx)
 
 	for {
 		select {
@@ -541,6 +538,22 @@ func (p *Processor) save(ctx context.Context, j *job, running bool, interval tim
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return p.cfg.Store.SaveJob(ctx, JobState{Name: j.status.Name, Running: running, Interval: interval, Saved: true})
+}
+
+// publishSnapshot publishes every job and the queue: the jobs as this
+// process runs them when it leads, else as stored (the leader's).
+func (p *Processor) publishSnapshot(ctx context.Context) {
+	list := p.list()
+	if p.lease != nil && p.term == 0 {
+		if r := p.stored(ctx, command{kind: cmdList}); r.err == nil {
+			list = r.list
+		}
+	} else {
+		for _, name := range p.order {
+			p.publish(EventJobUpdated, p.jobs[name])
+		}
+	}
+	p.events.publish(Event{Type: EventSnapshot, Jobs: list, Queue: p.queueStats()})
 }
 
 func (p *Processor) list() []Status {
