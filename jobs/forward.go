@@ -21,8 +21,8 @@ import (
 // context has no earlier deadline.
 const forwardTimeout = 5 * time.Second
 
-// forwardMargin: a forward gives up this long (up to 5 times as long, a
-// tenth of the time left) before its caller's deadline.
+// forwardMargin: a forward gives up at least this long (and up to a fifth
+// of the time left, at most a second) before its caller's deadline.
 const forwardMargin = 50 * time.Millisecond
 
 // Errors of forwarded commands; test them with errors.Is.
@@ -228,7 +228,7 @@ func (p *Processor) forward(ctx context.Context, cmd command) (r reply, after fu
 	now := p.now()
 	deadline := now.Add(forwardTimeout)
 	if d, ok := ctx.Deadline(); ok {
-		margin := min(max(forwardMargin, d.Sub(now)/10), 5*forwardMargin)
+		margin := min(max(forwardMargin, d.Sub(now)/5), 20*forwardMargin)
 		if d.Add(-margin).Before(deadline) {
 			deadline = d.Add(-margin)
 		}

@@ -221,7 +221,7 @@ func TestNoLeaderIsAClearError(t *testing.T) {
 	}()
 	must(t, db.Exec(`UPDATE canal_job_leader SET owner = 'ghost', term = term + 1, until_us = ?`,
 		time.Now().Add(time.Hour).UnixMicro()).Error)
-	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if _, err := dash.p.Trigger(tctx, "tick"); !errors.Is(err, jobs.ErrLeaderTimeout) {
 		t.Fatalf("trigger with a silent leader: %v, want ErrLeaderTimeout", err)

@@ -204,8 +204,8 @@ type Processor struct {
 	once    sync.Once
 
 	// The election, with a store: lease is the store's side of it, elect
-	// campaigns (nil when this process registers no recurring job: it
-	// never leads), leadCh brings its changes to Run. term (>0 while this
+	// campaigns (only if this process registers a recurring job: a
+	// process with none never leads), leadCh brings its changes to Run. term (>0 while this
 	// process leads), termCtx and termCancel belong to Run's goroutine.
 	lease      leaseStore
 	elect      *elector
@@ -251,6 +251,10 @@ func NewProcessor(cfg Config) *Processor {
 	}
 	if ls, ok := cfg.Store.(leaseStore); ok && p.pool != nil {
 		p.lease = ls
+		p.elect = &elector{
+			store: ls, owner: p.pool.proc.ID(), lease: p.cfg.LeaderLease, now: p.now,
+			log: p.cfg.Logger.With("component", "leader"), poke: make(chan struct{}, 1),
+		}
 		p.leadCh = make(chan leadership)
 		p.cmdWake = make(chan struct{}, 1)
 		id := p.pool.proc.ID()
@@ -291,12 +295,6 @@ func (p *Processor) Register(name string, interval time.Duration, running bool, 
 	}
 	p.jobs[name] = &job{status: Status{Name: name, Interval: interval, Running: running}, handler: h}
 	p.order = append(p.order, name)
-	if p.lease != nil && p.elect == nil {
-		p.elect = &elector{
-			store: p.lease, owner: p.pool.proc.ID(), lease: p.cfg.LeaderLease, now: p.now,
-			log: p.cfg.Logger.With("component", "leader"), poke: make(chan struct{}, 1),
-		}
-	}
 	if p.elect != nil {
 		p.elect.defaults = append(p.elect.defaults, JobState{Name: name, Running: running, Interval: interval})
 	}
@@ -382,7 +380,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	runners.Go(func() { p.report(runCtx) })
 	switch {
-	case p.elect != nil:
+	case p.elect != nil && len(p.order) > 0:
 		// Several processes may share the store: the one holding the lease
 		// runs the recurring jobs. The first try is made here, so a single
 		// process leads as soon as Run runs.
