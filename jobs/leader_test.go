@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -104,11 +106,33 @@ func leaderOf(t *testing.T, ms []*member) (*member, []*member) {
 	return lead, others
 }
 
+// sqliteFile is a migrated SQLite file several processors can share.
+func sqliteFile(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "canal-leader-")
+	must(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, "canal.db")
+	db, err := openDB(path)
+	must(t, err)
+	must(t, jobs.Migrate(context.Background(), db))
+	if sqlDB, err := db.DB(); err == nil {
+		_ = sqlDB.Close()
+	}
+	return path
+}
+
 // Three processes share one database: only the leader runs the job, and
 // every command posted to a follower goes through the follower's control
-// channel to the leader, whose answer (or typed error) comes back.
+// channel to the leader, whose answer (or typed error) comes back. On
+// SQLite (one process in production, three here) the leader and the
+// askers poll instead of NOTIFY.
 func TestCommandsOnAFollowerReachTheLeader(t *testing.T) {
-	url := migratedSchema(t)
+	t.Run("postgres", func(t *testing.T) { commandsOnAFollower(t, migratedSchema(t)) })
+	t.Run("sqlite", func(t *testing.T) { commandsOnAFollower(t, sqliteFile(t)) })
+}
+
+func commandsOnAFollower(t *testing.T, url string) {
 	const interval = 100 * time.Millisecond
 	var ms []*member
 	for range 3 {

@@ -137,14 +137,17 @@ WHERE canal_jobs.saved = ?`, j.Name, j.Running, j.Interval.Milliseconds(), now, 
 	})
 }
 
+// LocalLeader is Leader's Process without a store: this process, the only
+// one, leads.
+const LocalLeader = "local"
+
 // Leader reports who leads the recurring jobs, from the database; without
-// a store this process is the only one and leads.
+// a store this process is the only one and leads (LocalLeader).
 func (p *Processor) Leader(ctx context.Context) (Leader, error) {
-	ls, ok := p.cfg.Store.(leaseStore)
-	if !ok {
-		return Leader{Process: p.processID(), Term: 1}, nil
+	if p.lease == nil {
+		return Leader{Process: LocalLeader, Term: 1}, nil
 	}
-	row, err := ls.leader(ctx)
+	row, err := p.lease.leader(ctx)
 	if err != nil {
 		return Leader{}, err
 	}
