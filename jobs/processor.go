@@ -205,8 +205,9 @@ type Processor struct {
 
 	// The election, with a store: lease is the store's side of it, elect
 	// campaigns (only if this process registers a recurring job: a
-	// process with none never leads), leadCh brings its changes to Run. term (>0 while this
-	// process leads), termCtx and termCancel belong to Run's goroutine.
+	// process with none never leads), leadCh brings its changes to Run.
+	// term (>0 while this process leads), termCtx and termCancel belong
+	// to Run's goroutine.
 	lease      leaseStore
 	elect      *elector
 	leadCh     chan leadership
@@ -261,9 +262,7 @@ func NewProcessor(cfg Config) *Processor {
 		p.pool.proc.OnWake(func(name string) {
 			switch name {
 			case wakeLeader:
-				if e := p.elect; e != nil {
-					e.wake()
-				}
+				p.elect.wake()
 			case wakeCmd:
 				select {
 				case p.cmdWake <- struct{}{}:
