@@ -39,6 +39,16 @@
 // Recurring jobs' state (running or stopped, interval) is saved before a
 // command's change is applied, so a restart keeps what the API answered.
 //
+// # Several processes
+//
+// With a Store, the processes sharing the database elect one leader of the
+// recurring jobs through a lease row with a term (lease.go, elect.go); only
+// the leader runs them, and each run starts only if the lease is still
+// the leader's (the fence). A process that does not lead answers Status and
+// List from the database and forwards the other commands to the leader
+// through the database and NOTIFY (forward.go); the caller gets the
+// leader's reply or ErrNoLeader / ErrLeaderTimeout.
+//
 // # Events
 //
 // Every state change is an Event on Events(). Publishing never blocks: if

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canalhq/canal/internal/queue"
@@ -67,7 +68,12 @@ type Config struct {
 	// StatsEvery is how often queue depths are checked and, if changed,
 	// published (default 250ms).
 	StatsEvery time.Duration
-	Logger     *slog.Logger
+	// LeaderLease is how long the recurring jobs' leader holds its lease
+	// without renewing it (default DefaultLeaderLease): with a Store, the
+	// processes sharing the database elect one leader that runs the
+	// recurring jobs; when it dies another takes over this long after.
+	LeaderLease time.Duration
+	Logger      *slog.Logger
 	// Now is the clock (default time.Now); times are kept in UTC.
 	Now func() time.Time
 }
@@ -96,6 +102,9 @@ func (c *Config) defaults() {
 	}
 	if c.StatsEvery <= 0 {
 		c.StatsEvery = 250 * time.Millisecond
+	}
+	if c.LeaderLease <= 0 {
+		c.LeaderLease = DefaultLeaderLease
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -130,6 +139,20 @@ type command struct {
 	interval time.Duration
 	reply    chan reply
 	sent     time.Time // when it entered the control channel (monotonic)
+	deadline time.Time // the caller's, if any: a forward waits no longer
+	// forwarded: the command came from another process through the
+	// database; a process that does not lead refuses it (ErrNoLeader)
+	// rather than forwarding it again.
+	forwarded bool
+}
+
+// jobCommand: a command about recurring jobs, which the leader answers.
+func (k commandKind) jobCommand() bool {
+	switch k {
+	case cmdStart, cmdStop, cmdTrigger, cmdStatus, cmdSetInterval, cmdList:
+		return true
+	}
+	return false
 }
 
 type reply struct {
@@ -158,6 +181,7 @@ type runResult struct {
 	err      error
 	next     time.Time // zero for a triggered run of a stopped job
 	manual   bool      // triggered by hand
+	skipped  bool      // not run: the fence found the lease gone
 }
 
 // Processor owns recurring jobs and the work pool, and answers commands
@@ -178,6 +202,22 @@ type Processor struct {
 	quit    chan struct{} // closed when Run stops taking results
 	done    chan struct{} // closed when Run has returned
 	once    sync.Once
+
+	// The election, with a store: lease is the store's side of it, elect
+	// campaigns (only if this process registers a recurring job: a
+	// process with none never leads), leadCh brings its changes to Run.
+	// term (>0 while this process leads), termCtx and termCancel belong
+	// to Run's goroutine.
+	lease      leaseStore
+	elect      *elector
+	leadCh     chan leadership
+	term       int64
+	termCtx    context.Context
+	termCancel context.CancelFunc
+	leading    atomic.Int64  // term, for IsLeader
+	cmdWake    chan struct{} // a forwarded command waits (NOTIFY)
+	replies    replies       // a command this process forwarded was answered
+
 	// early orders Run's start against a Shutdown that finds Run not
 	// started: shutEarly says Shutdown came first, so Run only answers
 	// what was queued and returns.
@@ -210,6 +250,29 @@ func NewProcessor(cfg Config) *Processor {
 		}
 		p.recorder = newRecorder(cfg.Store, p.cfg.RunHistory, p.cfg.Logger)
 	}
+	if ls, ok := cfg.Store.(leaseStore); ok && p.pool != nil {
+		p.lease = ls
+		p.elect = &elector{
+			store: ls, owner: p.pool.proc.ID(), lease: p.cfg.LeaderLease, now: p.now,
+			log: p.cfg.Logger.With("component", "leader"), poke: make(chan struct{}, 1),
+		}
+		p.leadCh = make(chan leadership)
+		p.cmdWake = make(chan struct{}, 1)
+		id := p.pool.proc.ID()
+		p.pool.proc.OnWake(func(name string) {
+			switch name {
+			case wakeLeader:
+				p.elect.wake()
+			case wakeCmd:
+				select {
+				case p.cmdWake <- struct{}{}:
+				default:
+				}
+			case wakeReply + id:
+				p.replies.wake()
+			}
+		})
+	}
 	return p
 }
 
@@ -231,6 +294,9 @@ func (p *Processor) Register(name string, interval time.Duration, running bool, 
 	}
 	p.jobs[name] = &job{status: Status{Name: name, Interval: interval, Running: running}, handler: h}
 	p.order = append(p.order, name)
+	if p.elect != nil {
+		p.elect.defaults = append(p.elect.defaults, JobState{Name: name, Running: running, Interval: interval})
+	}
 	return nil
 }
 
@@ -284,6 +350,9 @@ func (p *Processor) Run(ctx context.Context) error {
 		close(p.quit)
 		cancel()
 		runners.Wait()
+		if p.elect != nil && p.elect.release(ctx) {
+			p.notify(ctx, wakeLeader) // another process leads at once
+		}
 		if p.pool != nil {
 			// A hard stop (after a drain, a no-op): attempts in flight
 			// are cancelled and given back.
@@ -309,14 +378,25 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 	}
 	runners.Go(func() { p.report(runCtx) })
-	for _, name := range p.order {
-		j := p.jobs[name]
-		if j.status.Running {
-			p.startRunner(runCtx, &runners, j)
+	switch {
+	case p.elect != nil && len(p.order) > 0:
+		// Several processes may share the store: the one holding the lease
+		// runs the recurring jobs. The first try is made here, so a single
+		// process leads as soon as Run runs.
+		if l, ok := p.elect.try(ctx); ok {
+			p.lead(runCtx, &runners, l)
 		}
-		p.publish(EventJobUpdated, j)
+		runners.Go(func() { p.elect.run(runCtx, p.deliver) })
+	case p.lease == nil:
+		// No store: this process is the only one.
+		for _, name := range p.order {
+			j := p.jobs[name]
+			if j.status.Running {
+				p.startRunner(runCtx, &runners, j, j.status.Interval)
+			}
+		}
 	}
-	p.events.publish(Event{Type: EventSnapshot, Jobs: p.list(), Queue: p.queueStats()})
+	p.publishSnapshot(ctx)
 
 	for {
 		select {
@@ -326,6 +406,8 @@ func (p *Processor) Run(ctx context.Context) error {
 			return p.drain(dctx, runCtx, &runners)
 		case r := <-p.results:
 			p.applyResult(r)
+		case l := <-p.leadCh:
+			p.lead(runCtx, &runners, l)
 		case cmd := <-p.cmds.C():
 			// Take what is queued without blocking, as the tutorial's
 			// WaitToReadAsync + TryRead loop does.
@@ -404,6 +486,12 @@ func (p *Processor) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restore jobs: %w", err)
 	}
+	p.applyStates(saved)
+	return nil
+}
+
+// applyStates takes the stored state of each registered job.
+func (p *Processor) applyStates(saved []JobState) {
 	for _, s := range saved {
 		j, ok := p.jobs[s.Name]
 		if !ok {
@@ -420,7 +508,6 @@ func (p *Processor) restore(ctx context.Context) error {
 		}
 		j.status.Message = "restored"
 	}
-	return nil
 }
 
 // checkInterval refuses intervals below MinInterval, and finer than a
@@ -450,6 +537,22 @@ func (p *Processor) save(ctx context.Context, j *job, running bool, interval tim
 	return p.cfg.Store.SaveJob(ctx, JobState{Name: j.status.Name, Running: running, Interval: interval, Saved: true})
 }
 
+// publishSnapshot publishes every job and the queue: the jobs as this
+// process runs them when it leads, else as stored (the leader's).
+func (p *Processor) publishSnapshot(ctx context.Context) {
+	list := p.list()
+	if p.lease != nil && p.term == 0 {
+		if r := p.stored(ctx, command{kind: cmdList}); r.err == nil {
+			list = r.list
+		}
+	} else {
+		for _, name := range p.order {
+			p.publish(EventJobUpdated, p.jobs[name])
+		}
+	}
+	p.events.publish(Event{Type: EventSnapshot, Jobs: list, Queue: p.queueStats()})
+}
+
 func (p *Processor) list() []Status {
 	out := make([]Status, 0, len(p.order))
 	for _, name := range p.order {
@@ -461,6 +564,25 @@ func (p *Processor) list() []Status {
 func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd command) {
 	if !cmd.sent.IsZero() {
 		p.cmdWait.observe(time.Since(cmd.sent))
+	}
+	if p.lease != nil && p.term == 0 && cmd.kind.jobCommand() {
+		// Another process leads (or none does): the answer comes from the
+		// database or the leader, on a goroutine, so the control channel
+		// never waits for it.
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if !cmd.deadline.IsZero() {
+			fctx, cancel = context.WithDeadline(ctx, cmd.deadline)
+		}
+		runners.Go(func() {
+			defer cancel()
+			r, after := p.forward(fctx, cmd)
+			cmd.reply <- r
+			after()
+		})
+		return
+	}
+	if p.termCtx != nil {
+		ctx = p.termCtx // runs started now end with this term
 	}
 	var r reply
 	defer func() {
@@ -494,7 +616,7 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 			break
 		}
 		j.status.Running = true
-		p.startRunner(ctx, runners, j)
+		p.startRunner(ctx, runners, j, j.status.Interval)
 		j.status.Message = "started"
 		p.publish(EventJobStarted, j)
 	case cmdStop:
@@ -521,8 +643,8 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 			}
 		case !j.triggered: // else the triggered run in progress is this one
 			j.triggered = true
-			name, h := j.status.Name, j.handler
-			runners.Go(func() { p.runOnce(ctx, name, h, 0, true) })
+			name, h, term := j.status.Name, j.handler, p.term
+			runners.Go(func() { p.runOnce(ctx, name, h, 0, true, term) })
 		}
 		j.status.Message = "triggered"
 	case cmdSetInterval:
@@ -552,16 +674,18 @@ func (p *Processor) handle(ctx context.Context, runners *sync.WaitGroup, cmd com
 	r.status = j.status
 }
 
-func (p *Processor) startRunner(ctx context.Context, runners *sync.WaitGroup, j *job) {
+// startRunner starts j's runner; its first run is due after first, the
+// next ones an interval after the end of the one before.
+func (p *Processor) startRunner(ctx context.Context, runners *sync.WaitGroup, j *job, first time.Duration) {
 	rctx, cancel := context.WithCancel(ctx)
 	j.stop = cancel
 	j.reset = make(chan time.Duration, 1)
 	j.trigger = make(chan struct{}, 1)
-	next := p.now().Add(j.status.Interval)
+	next := p.now().Add(first)
 	j.status.NextRun = &next
-	name, h, interval, reset, trigger := j.status.Name, j.handler, j.status.Interval, j.reset, j.trigger
+	name, h, interval, reset, trigger, term := j.status.Name, j.handler, j.status.Interval, j.reset, j.trigger, p.term
 	runners.Go(func() {
-		t := time.NewTimer(interval)
+		t := time.NewTimer(first)
 		defer t.Stop()
 		for {
 			manual := false
@@ -576,7 +700,7 @@ func (p *Processor) startRunner(ctx context.Context, runners *sync.WaitGroup, j 
 				manual = true
 			case <-t.C:
 			}
-			p.runOnce(rctx, name, h, interval, manual)
+			p.runOnce(rctx, name, h, interval, manual, term)
 			t.Reset(interval)
 		}
 	})
@@ -585,9 +709,29 @@ func (p *Processor) startRunner(ctx context.Context, runners *sync.WaitGroup, j 
 // runOnce executes h and reports to the processor; a panic is a failed run.
 // interval is the runner's (the next run is due that long after this one
 // ends), or 0 for a triggered run of a stopped job; manual says it was
-// triggered by hand.
-func (p *Processor) runOnce(ctx context.Context, name string, h Handler, interval time.Duration, manual bool) {
+// triggered by hand. With a store, the run starts only if the fence finds
+// this process's lease of term still live.
+func (p *Processor) runOnce(ctx context.Context, name string, h Handler, interval time.Duration, manual bool, term int64) {
 	start := p.now()
+	if p.lease != nil {
+		ok, err := p.lease.fence(ctx, name, p.processID(), term, us(start))
+		if err != nil || !ok {
+			if ctx.Err() != nil {
+				return
+			}
+			p.cfg.Logger.Debug("run not started: the lease is not this process's any more", "job", name, "term", term, "err", err)
+			p.elect.wake()
+			r := runResult{name: name, skipped: true}
+			if interval > 0 {
+				r.next = p.now().Add(interval)
+			}
+			select {
+			case p.results <- r:
+			case <-p.quit:
+			}
+			return
+		}
+	}
 	err := func() (err error) {
 		defer func() {
 			if v := recover(); v != nil {
@@ -617,6 +761,9 @@ func (p *Processor) applyResult(r runResult) {
 	}
 	if r.next.IsZero() {
 		j.triggered = false
+	}
+	if r.skipped {
+		return
 	}
 	at := r.at.UTC()
 	j.status.LastRun = &at
@@ -649,6 +796,9 @@ func (p *Processor) applyResult(r runResult) {
 }
 
 func (p *Processor) stopAll() {
+	if p.termCancel != nil {
+		p.termCancel()
+	}
 	for _, j := range p.jobs {
 		if j.stop != nil {
 			j.stop()
@@ -711,6 +861,9 @@ func (p *Processor) now() time.Time { return p.cfg.Now().UTC() }
 func (p *Processor) send(ctx context.Context, cmd command) (reply, error) {
 	cmd.reply = make(chan reply, 1)
 	cmd.sent = time.Now()
+	if d, ok := ctx.Deadline(); ok {
+		cmd.deadline = d
+	}
 	if err := p.cmds.Send(ctx, cmd); err != nil {
 		return reply{}, fmt.Errorf("%s %q: control channel: %w", cmd.kind, cmd.name, err)
 	}

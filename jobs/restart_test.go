@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if db := os.Getenv(mpEnv); db != "" {
 		os.Exit(mpChild(db))
 	}
+	if db := os.Getenv(leadEnv); db != "" {
+		os.Exit(leadChild(db))
+	}
 	os.Exit(m.Run())
 }
 

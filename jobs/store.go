@@ -30,6 +30,9 @@ type JobState struct {
 	LastRun      *time.Time
 	LastDuration time.Duration
 	LastError    string
+	// LastStart is when the latest run started (recorded by the leader as
+	// it starts, before it ends), nil if none did.
+	LastStart *time.Time
 }
 
 // Store keeps recurring jobs' state and reads work items. It is the one
@@ -70,7 +73,7 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 	if err := drv.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate jobs: %w", err)
 	}
-	if err := db.WithContext(ctx).AutoMigrate(&jobRow{}, &runRow{}); err != nil {
+	if err := db.WithContext(ctx).AutoMigrate(&jobRow{}, &runRow{}, &leaseRow{}, &commandRow{}); err != nil {
 		return fmt.Errorf("migrate jobs tables: %w", err)
 	}
 	return migrateWindow(ctx, db) // window.go
@@ -102,6 +105,11 @@ type jobRow struct {
 	LastRunUS      int64  `gorm:"column:last_run_us;not null;default:0"`
 	LastDurationNS int64  `gorm:"column:last_duration_ns;not null;default:0"`
 	LastError      string `gorm:"column:last_error;type:text"`
+	// The latest run's start, by which process in which term of the
+	// leader's lease (lease.go's fence).
+	RunOwner     string `gorm:"column:run_owner;size:300;not null;default:''"`
+	RunTerm      int64  `gorm:"column:run_term;not null;default:0"`
+	RunStartedUS int64  `gorm:"column:run_started_us;not null;default:0"`
 }
 
 func (jobRow) TableName() string { return "canal_jobs" }
@@ -161,7 +169,7 @@ func (s gormStore) LoadJobs(ctx context.Context) ([]JobState, error) {
 		out[i] = JobState{
 			Name: r.Name, Running: r.Running, Interval: time.Duration(r.IntervalMS) * time.Millisecond, Saved: r.Saved,
 			Executions: r.Executions, Failures: r.Failures, LastRun: fromUSPtr(r.LastRunUS),
-			LastDuration: time.Duration(r.LastDurationNS), LastError: r.LastError,
+			LastDuration: time.Duration(r.LastDurationNS), LastError: r.LastError, LastStart: fromUSPtr(r.RunStartedUS),
 		}
 	}
 	return out, nil

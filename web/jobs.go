@@ -155,8 +155,10 @@ func jobsError(c echo.Context, err error) error {
 	case errors.Is(err, jobs.ErrInvalidPayload):
 		return badRequest(c, "payload", err.Error())
 	case errors.Is(err, jobs.ErrFull), errors.Is(err, jobs.ErrDropped), errors.Is(err, jobs.ErrClosed),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, jobs.ErrNoStore):
-		// Busy or shutting down: nothing was accepted, try again.
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, jobs.ErrNoStore),
+		errors.Is(err, jobs.ErrNoLeader), errors.Is(err, jobs.ErrLeaderTimeout):
+		// Busy or shutting down, or no process leads the recurring jobs
+		// now (one takes over within seconds): try again.
 		c.Response().Header().Set("Retry-After", retryAfter)
 		return jsonError(c, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, context.Canceled):

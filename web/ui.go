@@ -202,7 +202,8 @@ func commandStatus(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, outbox.ErrInvalidFilter), errors.Is(err, jobs.ErrInvalidInterval):
 		return http.StatusBadRequest
-	case errors.Is(err, jobs.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, jobs.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, jobs.ErrNoLeader), errors.Is(err, jobs.ErrLeaderTimeout):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

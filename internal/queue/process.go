@@ -32,6 +32,10 @@ type Process struct {
 	cls  []*Client
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	// hears: listeners of every wake-up by name (OnWake), for signals
+	// that are not a queue's (the jobs' leader and its commands).
+	hears []func(name string)
 }
 
 // NewProcess returns the process presence for drv.
@@ -73,13 +77,46 @@ func (p *Process) clients() []*Client {
 	return append([]*Client(nil), p.cls...)
 }
 
-// Wake wakes this process's Clients of queue ("" for all) at once.
+// Wake wakes this process's Clients of queue ("" for all) at once, and
+// tells the OnWake listeners.
 func (p *Process) Wake(queue string) {
 	for _, c := range p.clients() {
 		if queue == "" || c.cfg.Queue == queue {
 			c.Wake()
 		}
 	}
+	p.mu.Lock()
+	hears := append([]func(string){}, p.hears...)
+	p.mu.Unlock()
+	for _, f := range hears {
+		f(queue)
+	}
+}
+
+// OnWake adds f to the listeners of every wake-up, this process's and
+// other processes' (by NOTIFY where the driver has it). f must not block.
+func (p *Process) OnWake(f func(name string)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hears = append(p.hears, f)
+}
+
+// Notifier is a driver that can wake every process: PostgreSQL's NOTIFY.
+type Notifier interface {
+	Notify(ctx context.Context, name string) error
+}
+
+// Notify wakes name in every process sharing the database: at once in
+// this one, and in the others through the driver's NOTIFY if it has one
+// (without, they see the change at their next poll).
+func (p *Process) Notify(ctx context.Context, name string) error {
+	p.Wake(name)
+	if n, ok := p.drv.(Notifier); ok {
+		if err := n.Notify(ctx, name); err != nil {
+			return fmt.Errorf("queue: notify %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Start writes the heartbeat row and starts the heartbeat, the rescuer and

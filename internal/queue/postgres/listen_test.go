@@ -8,7 +8,9 @@ import (
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/postgres"
 	"github.com/canalhq/canal/testenv"
+	pgdriver "gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 )
 
 // A commit in one connection wakes a listener on another at once, naming
@@ -61,5 +63,67 @@ func TestListenWakesOnCommit(t *testing.T) {
 	case <-listening:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Listen did not return after its context ended")
+	}
+}
+
+// Process.Notify reaches another process's OnWake listeners by NOTIFY, and
+// its own at once.
+func TestNotifyReachesOtherProcesses(t *testing.T) {
+	url := testenv.PostgresSchemaURL(t)
+	ctx := context.Background()
+	var procs []*queue.Process
+	heard := make([]chan string, 2)
+	for i := range 2 {
+		db, err := gorm.Open(pgdriver.Open(url), &gorm.Config{Logger: logger.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if s, err := db.DB(); err == nil {
+				_ = s.Close()
+			}
+		})
+		d, err := postgres.New(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p := queue.NewProcess(d, queue.ProcessConfig{})
+		heard[i] = make(chan string, 100)
+		ch := heard[i]
+		p.OnWake(func(name string) { ch <- name })
+		if err := p.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Stop(context.Background()) })
+		procs = append(procs, p)
+	}
+	// LISTEN is in place once a notification from the other process
+	// arrives: send until one does.
+	deadline := time.After(10 * time.Second)
+	for got := false; !got; {
+		if err := procs[0].Notify(ctx, "jobs.cmd"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case name := <-heard[1]:
+			if name != "jobs.cmd" {
+				t.Fatalf("heard %q", name)
+			}
+			got = true
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the other process never heard the notification")
+		}
+	}
+	select {
+	case name := <-heard[0]:
+		if name != "jobs.cmd" {
+			t.Fatalf("the notifier heard %q", name)
+		}
+	default:
+		t.Fatal("the notifier did not hear its own wake-up")
 	}
 }

@@ -556,6 +556,9 @@ func (d *Driver) Listen(ctx context.Context, wake func(string)) error {
 	})
 }
 
+// Notify wakes name in every process listening on this schema.
+func (d *Driver) Notify(ctx context.Context, name string) error { return d.notify(ctx, nil, name) }
+
 func (d *Driver) notify(ctx context.Context, tx *sql.Tx, q string) error {
 	_, err := d.stmts.Exec(ctx, tx, `SELECT pg_notify('canal_queue', current_schema() || '.' || $1)`, q)
 	return err
