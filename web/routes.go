@@ -68,6 +68,11 @@ type Deps struct {
 	// Zone is the zone every page shows times in (-display-tz); nil shows
 	// each viewer's own. The hub must be given the same (HubConfig.Zone).
 	Zone *time.Location
+	// Prefix is the path the dashboard is mounted under in another
+	// service ("/canal"; "" at the root): its routes answer under it, and
+	// every URL it sends carries it. The hub must be given the same
+	// (HubConfig.Prefix).
+	Prefix string
 }
 
 // New returns the HTTP handler with every route.
@@ -80,6 +85,9 @@ func New(d Deps) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	if p := templates.CleanPrefix(d.Prefix); p != "" {
+		e.Pre(mountAt(p))
+	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(MetricSources{Work: d.Work, Outbox: d.Outbox})
 		d.Metrics.AddHub(d.Hub)
