@@ -1,6 +1,7 @@
 package web
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -13,37 +14,26 @@ import (
 // as at the root; everything it sends back (pages, fragments, redirects,
 // cookies) puts the prefix on again through templates.Path.
 
-// mountAt runs before routing: it takes prefix off the request's path and
-// puts it in the request's context, answers the bare prefix with a redirect
-// to prefix + "/", and anything outside the prefix with 404.
-func mountAt(prefix string) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			r := c.Request()
-			if r.URL.Path == prefix {
-				u := prefix + "/"
-				if r.URL.RawQuery != "" {
-					u += "?" + r.URL.RawQuery
-				}
-				return c.Redirect(http.StatusMovedPermanently, u)
-			}
-			rest, ok := strings.CutPrefix(r.URL.Path, prefix+"/")
-			if !ok {
-				return echo.ErrNotFound
-			}
-			r2 := r.Clone(templates.WithPrefix(r.Context(), prefix))
-			r2.URL.Path = "/" + rest
-			if r.URL.RawPath != "" {
-				raw, ok := strings.CutPrefix(r.URL.RawPath, prefix+"/")
-				if !ok {
-					return echo.ErrNotFound
-				}
-				r2.URL.RawPath = "/" + raw
-			}
-			c.SetRequest(r2)
-			return next(c)
+// mountAt serves h under prefix: the prefix is taken off each request's
+// path (a copy of the request, as http.StripPrefix makes) and put in its
+// context; the bare prefix is redirected to prefix + "/", and anything
+// outside the prefix is not found.
+func mountAt(prefix string, h http.Handler, log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(log)
+	inner := http.StripPrefix(prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(templates.WithPrefix(r.Context(), prefix)))
+	}))
+	e.Any(prefix+"/*", echo.WrapHandler(inner))
+	e.Any(prefix, func(c echo.Context) error {
+		u := prefix + "/"
+		if q := c.Request().URL.RawQuery; q != "" {
+			u += "?" + q
 		}
-	}
+		return c.Redirect(http.StatusMovedPermanently, u)
+	})
+	return e
 }
 
 // redirect sends the browser to path, a path of the dashboard.

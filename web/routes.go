@@ -75,7 +75,7 @@ type Deps struct {
 	Prefix string
 }
 
-// New returns the HTTP handler with every route.
+// New returns the HTTP handler with every route, under d.Prefix when set.
 func New(d Deps) *echo.Echo {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -85,9 +85,6 @@ func New(d Deps) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	if p := templates.CleanPrefix(d.Prefix); p != "" {
-		e.Pre(mountAt(p))
-	}
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(MetricSources{Work: d.Work, Outbox: d.Outbox})
 		d.Metrics.AddHub(d.Hub)
@@ -115,6 +112,9 @@ func New(d Deps) *echo.Echo {
 	e.Use(d.Access.identify(logins))
 	e.Use(withZone(d.Zone))
 	addRoutes(e, d, logins)
+	if p := templates.CleanPrefix(d.Prefix); p != "" {
+		return mountAt(p, e, d.Logger)
+	}
 	return e
 }
 
