@@ -53,7 +53,7 @@ var shopUser = auth.AuthenticatorFunc(func(r *http.Request) (auth.Principal, err
 
 // startShop starts the service on a SQLite database of its own, with Canal
 // mounted under /canal/ by a net/http mux or by Echo.
-func startShop(t *testing.T, withEcho bool) *shop {
+func startShop(t *testing.T, withEcho bool, tune ...func(*server.DashboardConfig)) *shop {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	db := testenv.SQLite(t)
@@ -79,9 +79,11 @@ func startShop(t *testing.T, withEcho bool) *shop {
 		t.Fatal(err)
 	}
 	relay.RegisterDefault(outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return nil }))
-	dash, err := server.NewDashboard(ctx, db, server.DashboardConfig{
-		Prefix: "/canal/", Jobs: proc, Outbox: relay, Authenticator: shopUser, Logger: log,
-	})
+	cfg := server.DashboardConfig{Prefix: "/canal/", Jobs: proc, Outbox: relay, Authenticator: shopUser, Logger: log}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	dash, err := server.NewDashboard(ctx, db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +302,62 @@ func TestDashboardMounted(t *testing.T) {
 				t.Error("an anonymous socket was accepted")
 			}
 		})
+	}
+}
+
+// TestDashboardMountedLogin: with Canal's own login (tokens) under /canal/,
+// an anonymous browser is sent to /canal/login and back, and the session
+// and CSRF cookies are the prefix's.
+func TestDashboardMountedLogin(t *testing.T) {
+	const op = "operator-token-mounted-1"
+	tokens, err := auth.NewTokens(op, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startShop(t, false, func(c *server.DashboardConfig) { c.Authenticator, c.Login = tokens, tokens })
+
+	res, _ := s.do(t, "GET", "/canal/work?state=failed", "", http.Header{"Accept": {"text/html"}}, nil)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/canal/login?next="+url.QueryEscape("/work?state=failed") {
+		t.Fatalf("an anonymous page: %d to %q, want 303 to the login under /canal/", res.StatusCode, res.Header.Get("Location"))
+	}
+	res, body := s.do(t, "GET", res.Header.Get("Location"), "", nil, nil)
+	if bad := escapes(t, body, "/canal/"); res.StatusCode != 200 || len(bad) > 0 {
+		t.Fatalf("the login page: %d, URLs outside /canal/: %v", res.StatusCode, bad)
+	}
+	var csrf string
+	for _, ck := range res.Cookies() {
+		if ck.Name == "canal_csrf" && ck.Path == "/canal" {
+			csrf = ck.Value
+		}
+	}
+	if csrf == "" {
+		t.Fatalf("no CSRF cookie with Path /canal: %v", res.Cookies())
+	}
+	form := url.Values{"token": {op}, "csrf": {csrf}, "next": {"/work?state=failed"}}
+	res, body = s.do(t, "POST", "/canal/login", "", http.Header{
+		"Cookie": {"canal_csrf=" + csrf}, "Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {s.URL},
+	}, strings.NewReader(form.Encode()))
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/canal/work?state=failed" {
+		t.Fatalf("log in: %d to %q, want 303 to /canal/work?state=failed: %s", res.StatusCode, res.Header.Get("Location"), body)
+	}
+	var session *http.Cookie
+	for _, ck := range res.Cookies() {
+		if ck.Name == auth.SessionCookie {
+			session = ck
+		}
+	}
+	if session == nil || session.Path != "/canal" {
+		t.Fatalf("the session cookie: %+v, want Path /canal", session)
+	}
+	res, _ = s.do(t, "GET", "/canal/work?state=failed", "", http.Header{"Cookie": {session.Name + "=" + session.Value}}, nil)
+	if res.StatusCode != 200 {
+		t.Errorf("the work page with the session: %d", res.StatusCode)
+	}
+	res, _ = s.do(t, "POST", "/canal/logout", "", http.Header{
+		"Cookie":       {session.Name + "=" + session.Value + "; canal_csrf=" + csrf},
+		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {s.URL},
+	}, strings.NewReader("csrf="+url.QueryEscape(csrf)))
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/canal/login" {
+		t.Errorf("log out: %d to %q, want 303 to /canal/login", res.StatusCode, res.Header.Get("Location"))
 	}
 }
