@@ -19,7 +19,6 @@ import (
 	"time"
 	_ "time/tzdata" // -display-tz works on machines without a zone database
 
-	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"
@@ -108,48 +107,24 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		orderRoutes = orders
 	}
 
-	auditLog := audit.New(db) // migrated above with the rest
-
-	// The metrics count the processor's and relay's events on their way to
-	// the hub; the taps stop with the services' context.
-	tapCtx, stopTaps := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopTaps()
-	metrics := web.NewMetrics(web.MetricSources{Work: proc, Outbox: relay})
-	hub := web.NewHub(web.HubConfig{
-		JobEvents:     metrics.TapJobs(tapCtx, proc.Events()),
-		OutboxEvents:  metrics.TapOutbox(tapCtx, relay.Events()),
-		JobHistory:    proc,
-		OutboxHistory: relay,
-		Zone:          cfg.Zone,
-		Logger:        log.With("component", "hub"),
-	})
-	metrics.AddHub(hub)
-
 	access, err := newAccess(cfg)
 	if err != nil {
 		return err
 	}
+	// The web layer is the same dashboard a service mounts in its own mux
+	// (dashboard.go), here at the root (migrated above with the rest).
 	var ready atomic.Bool
-	handler := web.New(web.Deps{
-		Logger:      log,
-		Jobs:        proc,
-		Work:        proc,
-		WorkActions: proc,
-		History:     proc,
-		Hub:         hub,
-		Outbox:      relay,
-		Routes:      routes,
-		Orders:      orderRoutes,
-		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
-		Access:      access,
-		Audit:       auditLog,
-		Metrics:     metrics,
-		Checks:      readyChecks(sqlDB, relay, proc),
-		Tracer:      tracer,
-		Ready:       ready.Load,
-		Started:     time.Now(),
-		Zone:        cfg.Zone,
+	dash, err := newDashboard(db, DashboardConfig{
+		Jobs: proc, Outbox: relay, Routes: routes,
+		Authenticator: access.Authenticator, Login: access.Login, AllowedHosts: access.Hosts,
+		AllowedOrigins: cfg.AllowedOrigins, Zone: cfg.Zone, AuditRetention: cfg.AuditRetention,
+		Tracer: tracer, Logger: log,
+		orders: orderRoutes, ready: ready.Load,
 	})
+	if err != nil {
+		return err
+	}
+	handler := dash.Handler()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -186,17 +161,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
-	hubDone.Go(func() { hub.Run(hubCtx) })
+	hubDone.Go(func() { _ = dash.Run(hubCtx) }) // the hub, its taps, the audit pruner
 	// The demo's producers stop first on shutdown, before the jobs drain.
 	var demoDone sync.WaitGroup
 	defer demoDone.Wait()
 	demoCtx, stopDemo := context.WithCancel(svcCtx)
 	defer stopDemo()
-	var pruneDone sync.WaitGroup
-	pruneDone.Go(func() {
-		audit.Pruner{Log: auditLog, Retention: cfg.AuditRetention, Logger: log.With("component", "audit")}.Run(svcCtx)
-	})
-	defer pruneDone.Wait()
 	if cfg.Demo {
 		demoDone.Go(func() { runDemo(demoCtx, proc, log.With("component", "demo")) })
 		demoDone.Go(func() { orders.Generate(demoCtx, 500*time.Millisecond, nil) })
@@ -237,7 +207,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("http shutdown", "err", err)
 		_ = srv.Close()
 	}
-	// 2. Browsers get 1012 (service restart) and reconnect by themselves.
+	// 2. Browsers get 1012 (service restart) and reconnect by themselves;
+	// the dashboard's other goroutines stop with the hub.
 	stopHub()
 	hubDone.Wait()
 	// 3. Work drains: the demo's producers stop, the jobs processor closes
@@ -364,6 +335,9 @@ func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.Re
 	return []web.ReadyCheck{
 		{Name: "database", Down: "database unreachable", Check: db.PingContext},
 		{Name: "relay", Down: "outbox relay stuck or unreachable", Check: func(ctx context.Context) error {
+			if relay == nil { // a mounted dashboard without an outbox
+				return nil
+			}
 			st, err := relay.Stats(ctx)
 			if err != nil {
 				return err

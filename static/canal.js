@@ -8,6 +8,9 @@
 (function () {
   "use strict";
   document.documentElement.classList.add("js"); // shows the .js-only controls
+  // The path the dashboard is mounted under in another service ("" at the
+  // root, "/canal"): every URL the server writes already carries it.
+  var prefix = document.documentElement.dataset.prefix || "";
 
   // Every htmx request carries the page's CSRF token (double submit: the
   // server compares it with its cookie).
@@ -20,7 +23,7 @@
   document.addEventListener("htmx:beforeSwap", function (e) {
     var path = e.detail.requestConfig && e.detail.requestConfig.path;
     var st = e.detail.xhr.status;
-    if (st >= 400 && st < 500 && path && path.indexOf("/ui/") === 0) {
+    if (st >= 400 && st < 500 && path && path.indexOf(prefix + "/ui/") === 0) {
       e.detail.shouldSwap = true;
       e.detail.isError = false;
     }

@@ -102,7 +102,7 @@ func csrfToken(c echo.Context) string {
 	_, _ = rand.Read(b)
 	tok := base64.RawURLEncoding.EncodeToString(b)
 	c.SetCookie(&http.Cookie{
-		Name: csrfCookie, Value: tok, Path: "/", HttpOnly: true,
+		Name: csrfCookie, Value: tok, Path: cookiePath(c), HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: isTLS(c.Request()),
 	})
 	// This request's own cookie is not the new one: it has none to match.
@@ -123,7 +123,7 @@ func (a Access) require(role auth.Role) echo.MiddlewareFunc {
 			switch {
 			case p.Role == auth.Anonymous:
 				if a.Login != nil && isPage(c) && c.Request().Method == http.MethodGet {
-					return c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+					return redirect(c, "/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
 				}
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="canal"`)
 				return deny(c, http.StatusUnauthorized, "log in first: send Authorization: Bearer <token>, or log in at /login")
@@ -288,7 +288,7 @@ func loginPage(a Access, lim *loginLimiter) echo.HandlerFunc {
 		p.Via = "link"
 		c.Set(auditWhoKey, p)
 		setSession(c, a.Login, p, true)
-		return c.Redirect(http.StatusSeeOther, safeNext(c.QueryParam("next"), "/wall"))
+		return redirect(c, safeNext(c.QueryParam("next"), "/wall"))
 	}
 }
 
@@ -312,14 +312,14 @@ func loginSubmit(a Access, lim *loginLimiter) echo.HandlerFunc {
 		p.Via = "login"
 		c.Set(auditWhoKey, p)
 		setSession(c, a.Login, p, false)
-		return c.Redirect(http.StatusSeeOther, next)
+		return redirect(c, next)
 	}
 }
 
 func setSession(c echo.Context, l Login, p auth.Principal, long bool) {
 	v, ttl := l.NewSession(p, long)
 	c.SetCookie(&http.Cookie{
-		Name: auth.SessionCookie, Value: v, Path: "/", MaxAge: int(ttl.Seconds()),
+		Name: auth.SessionCookie, Value: v, Path: cookiePath(c), MaxAge: int(ttl.Seconds()),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: isTLS(c.Request()),
 	})
 }
@@ -327,8 +327,8 @@ func setSession(c echo.Context, l Login, p auth.Principal, long bool) {
 // logout: POST /logout ends the browser's session.
 func logout(c echo.Context) error {
 	c.SetCookie(&http.Cookie{
-		Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1,
+		Name: auth.SessionCookie, Value: "", Path: cookiePath(c), MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: isTLS(c.Request()),
 	})
-	return c.Redirect(http.StatusSeeOther, "/login")
+	return redirect(c, "/login")
 }

@@ -47,7 +47,10 @@ type HubConfig struct {
 	Burst int
 	// Zone is the zone fragments show times in (-display-tz); nil shows
 	// each viewer's own.
-	Zone   *time.Location
+	Zone *time.Location
+	// Prefix is the path the dashboard is mounted under (Deps.Prefix):
+	// the links and forms of fragments carry it.
+	Prefix string
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -182,7 +185,7 @@ func (h *Hub) Run(ctx context.Context) {
 	defer flush.Stop()
 	jobEvents, outboxEvents := h.cfg.JobEvents, h.cfg.OutboxEvents
 	// Renders use a context that outlives nothing: fragments never wait.
-	rctx := templates.WithZone(context.WithoutCancel(ctx), h.cfg.Zone)
+	rctx := templates.WithPrefix(templates.WithZone(context.WithoutCancel(ctx), h.cfg.Zone), templates.CleanPrefix(h.cfg.Prefix))
 	var histories chan history // nil without history: never ready
 	if h.cfg.JobHistory != nil || h.cfg.OutboxHistory != nil {
 		histories = make(chan history, 1)

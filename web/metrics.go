@@ -135,30 +135,34 @@ func (m *Metrics) command(name, result string, took time.Duration) {
 }
 
 // TapJobs passes the processor's events on to the hub (the returned
-// channel) and counts runs and work outcomes on the way. It stops when in
-// closes or ctx ends, and then closes its output.
+// channel) and counts runs and work outcomes on the way, in a goroutine of
+// its own that stops when in closes or ctx ends, and then closes its output.
 func (m *Metrics) TapJobs(ctx context.Context, in <-chan jobs.Event) <-chan jobs.Event {
 	out := make(chan jobs.Event, cap(in))
-	go func() {
-		defer close(out)
-		for {
+	go m.CountJobs(ctx, in, out)
+	return out
+}
+
+// CountJobs is TapJobs run by its caller: it passes in's events on to out,
+// counting them, until in closes or ctx ends; then it closes out.
+func (m *Metrics) CountJobs(ctx context.Context, in <-chan jobs.Event, out chan<- jobs.Event) {
+	defer close(out)
+	for {
+		select {
+		case ev, ok := <-in:
+			if !ok {
+				return
+			}
+			m.observeJob(ev)
 			select {
-			case ev, ok := <-in:
-				if !ok {
-					return
-				}
-				m.observeJob(ev)
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
+			case out <- ev:
 			case <-ctx.Done():
 				return
 			}
+		case <-ctx.Done():
+			return
 		}
-	}()
-	return out
+	}
 }
 
 func (m *Metrics) observeJob(ev jobs.Event) {
@@ -186,26 +190,29 @@ func (m *Metrics) observeJob(ev jobs.Event) {
 // latency on the way; it stops as TapJobs does.
 func (m *Metrics) TapOutbox(ctx context.Context, in <-chan outbox.Event) <-chan outbox.Event {
 	out := make(chan outbox.Event, cap(in))
-	go func() {
-		defer close(out)
-		for {
+	go m.CountOutbox(ctx, in, out)
+	return out
+}
+
+// CountOutbox is TapOutbox run by its caller, as CountJobs is TapJobs.
+func (m *Metrics) CountOutbox(ctx context.Context, in <-chan outbox.Event, out chan<- outbox.Event) {
+	defer close(out)
+	for {
+		select {
+		case ev, ok := <-in:
+			if !ok {
+				return
+			}
+			m.observeOutbox(ev)
 			select {
-			case ev, ok := <-in:
-				if !ok {
-					return
-				}
-				m.observeOutbox(ev)
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
+			case out <- ev:
 			case <-ctx.Done():
 				return
 			}
+		case <-ctx.Done():
+			return
 		}
-	}()
-	return out
+	}
 }
 
 func (m *Metrics) observeOutbox(ev outbox.Event) {

@@ -68,9 +68,14 @@ type Deps struct {
 	// Zone is the zone every page shows times in (-display-tz); nil shows
 	// each viewer's own. The hub must be given the same (HubConfig.Zone).
 	Zone *time.Location
+	// Prefix is the path the dashboard is mounted under in another
+	// service ("/canal"; "" at the root): its routes answer under it, and
+	// every URL it sends carries it. The hub must be given the same
+	// (HubConfig.Prefix).
+	Prefix string
 }
 
-// New returns the HTTP handler with every route.
+// New returns the HTTP handler with every route, under d.Prefix when set.
 func New(d Deps) *echo.Echo {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -107,6 +112,9 @@ func New(d Deps) *echo.Echo {
 	e.Use(d.Access.identify(logins))
 	e.Use(withZone(d.Zone))
 	addRoutes(e, d, logins)
+	if p := templates.CleanPrefix(d.Prefix); p != "" {
+		return mountAt(p, e, d.Logger)
+	}
 	return e
 }
 

@@ -174,7 +174,7 @@ func answerRow(c echo.Context, ok bool, text string, row templ.Component) error 
 // came from.
 func answer(c echo.Context, ok bool, text string) error {
 	if c.Request().Header.Get("HX-Request") == "" {
-		return c.Redirect(http.StatusSeeOther, backTo(c))
+		return redirect(c, backTo(c))
 	}
 	return render(c, http.StatusOK, templates.Result(ok, text))
 }
@@ -209,14 +209,19 @@ func commandStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// backTo is the page a form came from, if it is one of ours.
+// backTo is the page a form came from, if it is one of ours, as a path of
+// the dashboard (without the prefix it may be mounted under).
 func backTo(c echo.Context) string {
 	ref, err := url.Parse(c.Request().Referer())
 	if err != nil || ref.Host != c.Request().Host || ref.Path == "" || ref.Path[0] != '/' {
 		return "/"
 	}
-	if ref.RawQuery != "" {
-		return ref.Path + "?" + ref.RawQuery
+	p, ok := appPath(c, ref.Path)
+	if !ok {
+		return "/"
 	}
-	return ref.Path
+	if ref.RawQuery != "" {
+		return p + "?" + ref.RawQuery
+	}
+	return p
 }

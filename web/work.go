@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 )
 
@@ -79,7 +80,7 @@ func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
 		if err != nil {
 			return jobsError(c, err)
 		}
-		c.Response().Header().Set("Location", "/api/work/"+it.ID)
+		c.Response().Header().Set("Location", templates.Path(c.Request().Context(), "/api/work/"+it.ID))
 		return c.JSON(http.StatusAccepted, it)
 	}
 }
