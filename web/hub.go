@@ -138,6 +138,9 @@ type Hub struct {
 	unregister chan *client
 	queries    chan func(*hubState)
 	done       chan struct{}
+	// resync asks the history loader to read the stored windows now: an
+	// action by hand changed them (a dead letter retried, an item deleted).
+	resync chan struct{}
 }
 
 // HubStats are the hub's counters.
@@ -170,6 +173,7 @@ func NewHub(cfg HubConfig) *Hub {
 		unregister: make(chan *client),
 		queries:    make(chan func(*hubState)),
 		done:       make(chan struct{}),
+		resync:     make(chan struct{}, 1),
 	}
 }
 
