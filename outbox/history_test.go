@@ -109,11 +109,18 @@ func TestStatsAreClusterFigures(t *testing.T) {
 		runRelay(t, other)
 		idle := newRelay(t, db, testConfig())
 		var a, b Stats
-		testenv.Eventually(t, 10*time.Second, "the other process's snapshot", func() bool {
-			var err error
-			a, err = other.Stats(ctx)
-			return err == nil && a.Dispatched == 6
-		})
+		// The running one's figures are its snapshots: wait for one.
+		deadline := time.After(10 * time.Second)
+		for a.Dispatched != 6 {
+			select {
+			case ev := <-other.Events():
+				if ev.Type == EventStats && ev.Stats != nil {
+					a = *ev.Stats
+				}
+			case <-deadline:
+				t.Fatal("no snapshot of the other process")
+			}
+		}
 		b, err := idle.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
