@@ -115,7 +115,7 @@ func WallPage(v View) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" defer></script></head><body class=\"wall\" hx-ext=\"ws\" ws-connect=\"/ws?view=wall\"><div class=\"banner\" data-conn-banner data-testid=\"banner\" role=\"alert\" hidden>Connection lost</div><header class=\"wall-top\"><span class=\"brand\"><span class=\"logo\" aria-hidden=\"true\"></span>Canal</span> <span class=\"conn\" data-conn data-testid=\"conn\">not live</span>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" defer></script></head><body class=\"wall\" hx-ext=\"ws\" ws-connect=\"/ws?view=wall&topics=overview\"><div class=\"banner\" data-conn-banner data-testid=\"banner\" role=\"alert\" hidden>Connection lost</div><header class=\"wall-top\"><span class=\"brand\"><span class=\"logo\" aria-hidden=\"true\"></span>Canal</span> <span class=\"conn\" data-conn data-testid=\"conn\">not live</span>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

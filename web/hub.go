@@ -297,12 +297,18 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 	st.stats.Flushes++
 	st.seq++
 	now := h.cfg.Now()
-	var jsonFrame []byte
+	// JSON frames are encoded here, once per set of topics.
+	var jsonFrames map[string][]byte
 	if st.counts[viewJSON] > 0 {
-		jsonFrame = h.jsonFrame(st, now)
+		jsonFrames = map[string][]byte{}
+		for c := range st.clients {
+			if _, ok := jsonFrames[c.topics.key]; c.view == viewJSON && !ok {
+				jsonFrames[c.topics.key] = h.jsonFrame(st, now, c.topics)
+			}
+		}
 	}
 	st.stats.LastSeq = st.seq
-	job := &renderJob{json: jsonFrame, version: st.version, seq: st.seq}
+	job := &renderJob{json: jsonFrames, version: st.version, seq: st.seq}
 	if st.counts[viewPage] > 0 || st.counts[viewPageRO] > 0 {
 		job.parts = h.pageParts(st, false)
 	}
