@@ -350,7 +350,7 @@ func TestWallPageIsReadOnly(t *testing.T) {
 	if _, hidden := d.Find(`[data-testid="banner"]`).Attr("hidden"); !hidden {
 		t.Error("the lost-connection banner shows on first load")
 	}
-	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?view=wall" {
+	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?view=wall&topics=overview" {
 		t.Errorf("wall ws-connect = %q", ws)
 	}
 }
