@@ -72,13 +72,13 @@ type QueueStats struct {
 	Busy    int `json:"busy"`
 	// Scheduled items wait for a retry backoff, a rate limit or a breaker.
 	Scheduled int `json:"scheduled"`
-	// Counters since start.
-	Accepted uint64 `json:"accepted"`
-	Rejected uint64 `json:"rejected"` // refused at the door: full or closed (never stored as accepted)
-	Evicted  uint64 `json:"evicted"`  // dropped by DropOldest, recorded as state "dropped"
-	Done     uint64 `json:"done"`
-	Failed   uint64 `json:"failed"`
-	Retried  uint64 `json:"retried"`
+	// Counts are the stored items in each state, of every process, each
+	// bounded by CountLimit: the figures of /api/work and the work page.
+	// Only Processor.Queue reads them (the periodic event leaves them out).
+	Counts map[WorkState]Count `json:"counts,omitempty"`
+	// Process is this process's counters since it started, for
+	// Prometheus (which adds the processes up); Counts are the stored ones.
+	Process WorkCounters `json:"process"`
 	// Breakers is each work kind's circuit breaker state: "closed",
 	// "open" or "half-open" (kinds without a breaker are absent).
 	Breakers map[string]string `json:"breakers,omitempty"`
@@ -89,6 +89,16 @@ type QueueStats struct {
 	ControlWait WaitStats `json:"controlWait"`
 	// EventsDropped counts events lost because the reader fell behind.
 	EventsDropped uint64 `json:"eventsDropped"`
+}
+
+// WorkCounters count what one process did with work items since it started.
+type WorkCounters struct {
+	Accepted uint64 `json:"accepted"`
+	Rejected uint64 `json:"rejected"` // refused at the door: full or closed (never stored as accepted)
+	Evicted  uint64 `json:"evicted"`  // dropped by DropOldest, recorded as state "dropped"
+	Done     uint64 `json:"done"`
+	Failed   uint64 `json:"failed"`
+	Retried  uint64 `json:"retried"`
 }
 
 // PipelineStats is a pipeline's stages at one moment.

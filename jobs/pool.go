@@ -510,12 +510,8 @@ func (pl *pool) stats(ctx context.Context, s *QueueStats) {
 	s.Policy = pl.cfg.WorkPolicy.String()
 	s.Workers = pl.cfg.Workers
 	s.Busy = int(pl.busy.Load())
-	s.Accepted = pl.accepted.Load()
-	s.Rejected = pl.rejected.Load()
-	s.Evicted = pl.evicted.Load()
-	s.Done = pl.done.Load()
-	s.Failed = pl.failed.Load()
-	s.Retried = pl.retried.Load()
+	s.Process = WorkCounters{Accepted: pl.accepted.Load(), Rejected: pl.rejected.Load(), Evicted: pl.evicted.Load(),
+		Done: pl.done.Load(), Failed: pl.failed.Load(), Retried: pl.retried.Load()}
 	for name, k := range pl.kinds {
 		if k.breaker != nil {
 			if s.Breakers == nil {

@@ -84,20 +84,37 @@ const (
 
 // WorkItem is one-off work and its progress, as stored.
 type WorkItem struct {
-	ID          string          `json:"id"`
-	Kind        string          `json:"kind"`
-	Priority    Priority        `json:"priority"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
-	State       WorkState       `json:"state"`
-	Attempts    int             `json:"attempts"`
-	MaxAttempts int             `json:"maxAttempts"`
-	LastError   string          `json:"lastError,omitempty"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	UpdatedAt   time.Time       `json:"updatedAt"`
+	ID       string          `json:"id"`
+	Kind     string          `json:"kind"`
+	Priority Priority        `json:"priority"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	State    WorkState       `json:"state"`
+	// Attempts counts every attempt started, before and after a retry by
+	// hand; Failures the failed ones since it was enqueued or last retried
+	// by hand: the item fails when Failures reaches MaxAttempts.
+	Attempts    int       `json:"attempts"`
+	Failures    int       `json:"failures"`
+	MaxAttempts int       `json:"maxAttempts"`
+	LastError   string    `json:"lastError,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 	// RunAt is when a pending or retrying item may run next.
 	RunAt      time.Time  `json:"runAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// Round is where the item stands in its current budget of attempts: n is
+// the attempt it is at (running or done: the one that ran; waiting or
+// failed: the ones that failed), earlier the attempts made before its last
+// retry by hand (0 if it was never retried).
+func (w WorkItem) Round() (n, earlier int) {
+	n = w.Failures
+	if w.State == WorkRunning || w.State == WorkDone {
+		n++
+	}
+	n = min(n, w.Attempts)
+	return n, w.Attempts - n
 }
 
 // NewWork is a request to run one item of work.

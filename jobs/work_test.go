@@ -76,7 +76,7 @@ func TestWorkRunsRetriesAndFails(t *testing.T) {
 				c.has(jobs.EventWorkDone) && c.has(jobs.EventWorkFailed) && c.has(jobs.EventQueue)
 		})
 		q := p.Queue()
-		if q.Accepted != 3 || q.Done != 2 || q.Failed != 1 || q.Retried != 4 {
+		if q.Process.Accepted != 3 || q.Process.Done != 2 || q.Process.Failed != 1 || q.Process.Retried != 4 {
 			t.Errorf("queue counters %+v", q)
 		}
 	})
@@ -154,7 +154,7 @@ func TestWorkQueueFullPolicies(t *testing.T) {
 				if w := state(t, s, first.ID); w.State != jobs.WorkPending {
 					t.Fatalf("first item %s, want pending", w.State)
 				}
-				if q := p.Queue(); q.Rejected != 1 || q.Accepted != 1 {
+				if q := p.Queue(); q.Process.Rejected != 1 || q.Process.Accepted != 1 {
 					t.Fatalf("counters %+v", q)
 				}
 				return
@@ -166,7 +166,7 @@ func TestWorkQueueFullPolicies(t *testing.T) {
 			if w.State != jobs.WorkDropped || !strings.Contains(w.LastError, "drop-oldest") {
 				t.Fatalf("evicted item: %s %q, want dropped with a reason", w.State, w.LastError)
 			}
-			if q := p.Queue(); q.Evicted != 1 || q.Accepted != 2 {
+			if q := p.Queue(); q.Process.Evicted != 1 || q.Process.Accepted != 2 {
 				t.Fatalf("counters %+v", q)
 			}
 		})

@@ -48,13 +48,20 @@ func TestRetryDeleteAndAttemptsOfWork(t *testing.T) {
 			t.Fatalf("attempts of the failed item: %+v %v", as, err)
 		}
 
+		if w, _ := p.Work(ctx, failed.ID); w.Attempts != 2 || w.Failures != 2 {
+			t.Fatalf("failed item: %d attempts, %d failures; want 2 and 2", w.Attempts, w.Failures)
+		}
+
 		broken.Store(false)
 		w, err := p.RetryWork(ctx, failed.ID)
 		if err != nil || (w.State != jobs.WorkPending && w.State != jobs.WorkRunning && w.State != jobs.WorkDone) {
 			t.Fatalf("RetryWork(failed) = %+v, %v", w, err)
 		}
-		if w := waitState(t, s, failed.ID, jobs.WorkDone); w.Attempts != 3 {
-			t.Fatalf("retried item: %d attempts, want 3", w.Attempts)
+		// A fresh budget: the one attempt since the retry, and two before.
+		if w := waitState(t, s, failed.ID, jobs.WorkDone); w.Attempts != 3 || w.Failures != 0 {
+			t.Fatalf("retried item: %d attempts, %d failures; want 3 and 0", w.Attempts, w.Failures)
+		} else if n, earlier := w.Round(); n != 1 || earlier != 2 {
+			t.Fatalf("retried item's round: attempt %d, %d before; want 1 and 2", n, earlier)
 		}
 		if as, _ := p.WorkAttempts(ctx, failed.ID); len(as) != 3 || as[2].Error != "" {
 			t.Fatalf("attempts after the retry: %+v", as)

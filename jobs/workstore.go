@@ -68,7 +68,7 @@ func workState(it queue.Item) WorkState {
 func toWork(it queue.Item) WorkItem {
 	w := WorkItem{
 		ID: it.PublicID, Kind: it.Kind, Priority: Priority(it.Priority), State: workState(it),
-		Attempts: it.Attempt, MaxAttempts: it.MaxAttempts, LastError: it.LastError,
+		Attempts: it.Attempt, Failures: it.Failures, MaxAttempts: it.MaxAttempts, LastError: it.LastError,
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt, RunAt: it.RunAt,
 	}
 	if w.RunAt.IsZero() {
@@ -220,7 +220,10 @@ func ImportWork(ctx context.Context, s Store, items ...WorkItem) error {
 			}[w.State],
 		}
 		if w.State == WorkRetrying || w.State == WorkFailed {
-			it.Failures = max(w.Attempts, 1)
+			it.Failures = max(w.Failures, 1)
+			if w.Failures == 0 {
+				it.Failures = max(w.Attempts, 1)
+			}
 		}
 		if len(w.Payload) > 0 {
 			it.Payload = w.Payload

@@ -127,6 +127,7 @@ func (r *Relay) Retry(ctx context.Context, id string) (Record, error) {
 	r.Wake()
 	sum := summary(it)
 	r.emit(Event{Type: EventRetried, At: now, Message: &sum})
+	r.refreshStats()
 	return record(it), nil
 }
 
@@ -145,6 +146,7 @@ func (r *Relay) RetryDead(ctx context.Context, topic string) (int64, error) {
 	if n > 0 {
 		r.Wake()
 		r.emit(Event{Type: EventRetried, At: now, Topic: topic, Count: n})
+		r.refreshStats()
 	}
 	return n, nil
 }
@@ -167,12 +169,12 @@ func (r *Relay) Delete(ctx context.Context, id string) error {
 	r.Wake()
 	sum := summary(it)
 	r.emit(Event{Type: EventDeleted, At: r.now(), Message: &sum})
+	r.refreshStats()
 	return nil
 }
 
 // Stats returns the last snapshot of the running relay, so that any number of
-// viewers cost no query; when it is not running, it counts now (without
-// rates or latencies).
+// viewers cost no query; when it is not running, it reads them now.
 func (r *Relay) Stats(ctx context.Context) (Stats, error) {
 	if s := r.stats.Load(); s != nil {
 		return *s, nil

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -35,7 +36,9 @@ type Event struct {
 const CountCap = 100_000
 
 // Stats is a snapshot of the outbox, computed once per StatsInterval by the
-// running relay and shared by every viewer. Counts stop at CountCap.
+// running relay and shared by every viewer. Every figure is read from the
+// table, so it counts every process's messages (a cluster figure) and a
+// restart changes none of it. Counts stop at CountCap.
 type Stats struct {
 	At         time.Time `json:"at"`
 	Pending    int64     `json:"pending"`
@@ -45,97 +48,47 @@ type Stats struct {
 	// OldestPendingSeconds is the age of the oldest message not yet
 	// delivered (pending or inflight), 0 when there is none.
 	OldestPendingSeconds float64 `json:"oldestPendingSeconds"`
-	// DispatchRate is messages per second dispatched by this relay over
-	// the last rateWindow.
+	// DispatchRate is messages per second dispatched over the minute
+	// before At, by every process.
 	DispatchRate float64 `json:"dispatchRate"`
-	// Commit-to-dispatch latency of this relay's recent dispatches (at
-	// most the last latencySamples, within latencyWindow), in milliseconds.
+	// Commit-to-dispatch latency of the messages dispatched in the minute
+	// before At (at most the latest latencySamples), in milliseconds.
 	LatencyP50Ms  float64 `json:"latencyP50Ms"`
 	LatencyP99Ms  float64 `json:"latencyP99Ms"`
 	DroppedEvents int64   `json:"droppedEvents"`
 }
 
 const (
-	rateWindow     = 10 * time.Second
+	rateWindow     = time.Minute
 	latencyWindow  = time.Minute
 	latencySamples = 4096
 )
 
-type sample struct {
-	at  time.Time
-	lat time.Duration
-}
-
-// window holds recent dispatches; it belongs to the relay's stats loop.
-type window struct {
-	ring []sample
-	next int
-}
-
-func newWindow() *window { return &window{ring: make([]sample, 0, latencySamples)} }
-
-func (w *window) add(at time.Time, lat time.Duration) {
-	if len(w.ring) < latencySamples {
-		w.ring = append(w.ring, sample{at, lat})
-		return
-	}
-	w.ring[w.next] = sample{at, lat}
-	w.next = (w.next + 1) % latencySamples
-}
-
-// summary returns the dispatch rate and latency percentiles at now. When the
-// ring holds fewer than rateWindow's dispatches, the rate is exact; beyond
-// that it is measured over the span the ring covers.
-func (w *window) summary(now time.Time) (rate, p50, p99 float64) {
-	var lats []time.Duration
-	var inRate int
-	oldest := now
-	for _, s := range w.ring {
-		if now.Sub(s.at) <= latencyWindow {
-			lats = append(lats, s.lat)
-		}
-		if now.Sub(s.at) <= rateWindow {
-			inRate++
-			if s.at.Before(oldest) {
-				oldest = s.at
-			}
-		}
-	}
-	span := rateWindow
-	if len(w.ring) == latencySamples && inRate == latencySamples {
-		// Full ring inside the window: rate over the time it covers.
-		span = max(now.Sub(oldest), time.Millisecond)
-	}
-	rate = float64(inRate) / span.Seconds()
-	if len(lats) == 0 {
-		return rate, 0, 0
-	}
-	slices.Sort(lats)
-	pct := func(p float64) float64 {
-		i := int(p * float64(len(lats)-1))
-		return float64(lats[i]) / float64(time.Millisecond)
-	}
-	return rate, pct(0.50), pct(0.99)
-}
-
-// statsLoop owns the window of recent dispatches: it takes the samples
-// the engine's completer sends and publishes a snapshot every StatsInterval.
-func (r *Relay) statsLoop(ctx context.Context, w *window, samples <-chan sample) {
+// statsLoop publishes a snapshot every StatsInterval.
+func (r *Relay) statsLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.StatsInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case s := <-samples:
-			w.add(s.at, s.lat)
 		case <-t.C:
-			r.publishStats(ctx, w)
+			r.publishStats(ctx)
+		case <-r.statsNow:
+			r.publishStats(ctx)
 		}
 	}
 }
 
-func (r *Relay) publishStats(ctx context.Context, w *window) {
+// refreshStats has the running relay publish a snapshot now.
+func (r *Relay) refreshStats() {
+	select {
+	case r.statsNow <- struct{}{}:
+	default: // one is asked for already
+	}
+}
+
+func (r *Relay) publishStats(ctx context.Context) {
 	// Not cut by the relay's stop: a query cancelled mid-flight is logged
 	// as an error by gorm at every shutdown. The timeout still bounds it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StatsInterval*5)
@@ -147,9 +100,40 @@ func (r *Relay) publishStats(ctx context.Context, w *window) {
 		}
 		return
 	}
-	s.DispatchRate, s.LatencyP50Ms, s.LatencyP99Ms = w.summary(s.At)
 	r.stats.Store(&s)
 	r.emit(Event{Type: EventStats, At: s.At, Stats: &s})
+}
+
+// recent is the dispatch rate and the commit-to-dispatch percentiles over
+// the minute before now, read from the table.
+func (r *Relay) recent(ctx context.Context, now time.Time) (rate, p50, p99 float64, err error) {
+	until := now.UnixMicro() + 1
+	from := until - rateWindow.Microseconds()
+	done := queue.Filter{Queue: queueName, States: []queue.State{queue.StateDone}}
+	n, err := r.drv.CountByFinish(ctx, done, from, rateWindow.Microseconds(), 1)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("dispatch rate: %w", err)
+	}
+	rate = float64(n[0]) / rateWindow.Seconds()
+	done.FinishedFrom, done.FinishedBefore = until-latencyWindow.Microseconds(), until
+	lat, err := r.drv.TimeToFinish(ctx, done, latencySamples)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("dispatch latency: %w", err)
+	}
+	p50, p99 = percentiles(lat)
+	return rate, p50, p99, nil
+}
+
+// percentiles are the 50th and 99th of ds, in milliseconds (0 if empty).
+func percentiles(ds []time.Duration) (p50, p99 float64) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ds)
+	pick := func(q float64) float64 {
+		return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))].Microseconds()) / 1000
+	}
+	return pick(0.50), pick(0.99)
 }
 
 func (r *Relay) dbStats(ctx context.Context) (Stats, error) {
@@ -171,6 +155,9 @@ func (r *Relay) dbStats(ctx context.Context) (Stats, error) {
 	}
 	if oldest != 0 {
 		s.OldestPendingSeconds = max(0, now.Sub(queue.FromUS(oldest)).Seconds())
+	}
+	if s.DispatchRate, s.LatencyP50Ms, s.LatencyP99Ms, err = r.recent(ctx, now); err != nil {
+		return Stats{}, err
 	}
 	return s, nil
 }

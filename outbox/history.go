@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/canalhq/canal/internal/queue"
@@ -26,9 +25,6 @@ type Window struct {
 	RecentDead []Summary
 	// DeadAt is when each of RecentDead went dead.
 	DeadAt []time.Time
-	// Commit-to-dispatch latency of the messages dispatched in the last
-	// minute of the window (at most the newest 4096), in milliseconds.
-	LatencyP50Ms, LatencyP99Ms float64
 }
 
 // Window counts dispatched and dead messages per bucket over n buckets from
@@ -49,17 +45,6 @@ func (r *Relay) Window(ctx context.Context, since time.Time, bucket time.Duratio
 	}
 	if w.Dead, err = r.drv.CountByFinish(ctx, fq(queue.StateDead, from), from, width, n); err != nil {
 		return Window{}, fmt.Errorf("outbox window dead: %w", err)
-	}
-	lat, err := r.drv.TimeToFinish(ctx, fq(queue.StateDone, max(from, until-latencyWindow.Microseconds())), latencySamples)
-	if err != nil {
-		return Window{}, fmt.Errorf("outbox window latency: %w", err)
-	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		pick := func(q float64) float64 {
-			return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
-		}
-		w.LatencyP50Ms, w.LatencyP99Ms = pick(0.50), pick(0.99)
 	}
 	if recent > 0 {
 		dead, err := r.drv.LatestFinished(ctx, fq(queue.StateDead, from), recent)

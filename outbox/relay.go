@@ -129,9 +129,12 @@ type Relay struct {
 	pubs     map[string]Publisher
 	fallback Publisher
 
-	events  *queue.Emitter[Event]
-	stats   atomic.Pointer[Stats] // the last snapshot, written by Run's stats loop
-	running atomic.Bool
+	events *queue.Emitter[Event]
+	stats  atomic.Pointer[Stats] // the last snapshot, written by Run's stats loop
+	// statsNow asks the stats loop for a snapshot at once: an action by
+	// hand changed the counts, and every view should show it now.
+	statsNow chan struct{}
+	running  atomic.Bool
 	// The client of the running Run, for Wake.
 	client atomic.Pointer[queue.Client]
 }
@@ -149,8 +152,9 @@ func New(db *gorm.DB, cfg Config) (*Relay, error) {
 	}
 	return &Relay{
 		db: db, drv: drv, cfg: cfg, log: cfg.Logger.With("component", "outbox"),
-		pubs:   map[string]Publisher{},
-		events: queue.NewEmitter[Event](cfg.EventBuffer),
+		pubs:     map[string]Publisher{},
+		events:   queue.NewEmitter[Event](cfg.EventBuffer),
+		statsNow: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -251,7 +255,6 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	samples := make(chan sample, latencySamples)
 	client, err := queue.NewClient(r.drv, proc, queue.Config{
 		Queue: queueName, Workers: r.cfg.Workers, MaxFetch: r.cfg.BatchSize,
 		Lease: r.cfg.Lease, Timeout: r.cfg.PublishTimeout, PollInterval: r.cfg.PollInterval,
@@ -259,15 +262,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		Retry:         queue.RetryPolicy{Base: r.cfg.BackoffBase, Max: r.cfg.BackoffMax},
 		DeadBlocksKey: func(it queue.Item) bool { return r.deadPolicy(it.Kind) == BlockKey },
 		Handler:       queue.HandlerFunc(r.publish),
-		OnEvent:       func(ev queue.Event) { r.onEvent(ev, samples) },
+		OnEvent:       r.onEvent,
 		Clock:         r.cfg.Clock, Logger: r.cfg.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	// The first snapshot counts what waits before anything is sent.
-	win := newWindow()
-	r.publishStats(ctx, win)
+	r.publishStats(ctx)
 	if err := client.Start(ctx); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
@@ -276,7 +278,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var others sync.WaitGroup
-	others.Go(func() { r.statsLoop(loops, win, samples) })
+	others.Go(func() { r.statsLoop(loops) })
 	others.Go(func() { r.cleaner(loops) })
 
 	<-ctx.Done()
@@ -295,16 +297,12 @@ const logSuspectsFound = queue.LogSuspectsFound
 
 // onEvent turns an engine event into the outbox's; it runs in the engine's
 // completer and never blocks.
-func (r *Relay) onEvent(ev queue.Event, samples chan<- sample) {
+func (r *Relay) onEvent(ev queue.Event) {
 	it := ev.Item
 	var typ string
 	switch ev.Type {
 	case queue.EventDone:
 		typ = EventDispatched
-		select {
-		case samples <- sample{at: ev.At, lat: ev.Latency}:
-		default:
-		}
 	case queue.EventRetry:
 		typ = EventRetryScheduled
 	case queue.EventDead:

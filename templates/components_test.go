@@ -344,3 +344,32 @@ func TestViewerSeesNoButtons(t *testing.T) {
 		}
 	}
 }
+
+// A work item's attempts read against its budget; a retry by hand gives a
+// fresh budget, so the count starts again and says how many came before
+// (never "3/2").
+func TestWorkAttemptsReadAgainstTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		it   jobs.WorkItem
+		want string
+	}{
+		{jobs.WorkItem{State: jobs.WorkPending, MaxAttempts: 5}, "0 of 5"},
+		{jobs.WorkItem{State: jobs.WorkRunning, Attempts: 1, MaxAttempts: 5}, "1 of 5"},
+		{jobs.WorkItem{State: jobs.WorkRetrying, Attempts: 2, Failures: 2, MaxAttempts: 5}, "2 of 5"},
+		{jobs.WorkItem{State: jobs.WorkFailed, Attempts: 2, Failures: 2, MaxAttempts: 2}, "2 of 2"},
+		{jobs.WorkItem{State: jobs.WorkDone, Attempts: 1, MaxAttempts: 2}, "1 of 2"},
+		// Retried by hand after two failures.
+		{jobs.WorkItem{State: jobs.WorkPending, Attempts: 2, MaxAttempts: 2}, "0 of 2 since retry · 2 before"},
+		{jobs.WorkItem{State: jobs.WorkRunning, Attempts: 3, MaxAttempts: 2}, "1 of 2 since retry · 2 before"},
+		{jobs.WorkItem{State: jobs.WorkDone, Attempts: 3, MaxAttempts: 2}, "1 of 2 since retry · 2 before"},
+		{jobs.WorkItem{State: jobs.WorkFailed, Attempts: 4, Failures: 2, MaxAttempts: 2}, "2 of 2 since retry · 2 before"},
+		{jobs.WorkItem{State: jobs.WorkDone, Attempts: 2, Failures: 1}, "2"},
+	} {
+		tc.it.ID = "w1"
+		row := render(t, WorkList(nil, WorkFilter{}, jobs.WorkPage{Items: []jobs.WorkItem{tc.it}})).Find(`[data-testid="attempts"]`).Text()
+		page := render(t, WorkItemBody(tc.it, nil, false)).Find(`[data-testid="work-attempts"]`).Text()
+		if row != tc.want || page != tc.want {
+			t.Errorf("%s, %d attempts, %d failures of %d: row %q, page %q; want %q", tc.it.State, tc.it.Attempts, tc.it.Failures, tc.it.MaxAttempts, row, page, tc.want)
+		}
+	}
+}

@@ -108,11 +108,19 @@ func seriesSpan(s Series) string {
 	return minutes(s.Bucket * time.Duration(len(s.Outbox)))
 }
 
-func attempts(n, of int) string {
-	if of > 0 {
-		return strconv.Itoa(n) + "/" + strconv.Itoa(of)
+// workAttempts reads a work item's attempts against its budget: "2 of 5",
+// and after a retry by hand, which gives a fresh budget, "1 of 2 since
+// retry · 2 before" (never "3/2").
+func workAttempts(it jobs.WorkItem) string {
+	n, earlier := it.Round()
+	s := strconv.Itoa(n)
+	if it.MaxAttempts > 0 {
+		s += " of " + strconv.Itoa(it.MaxAttempts)
 	}
-	return strconv.Itoa(n)
+	if earlier > 0 {
+		s += " since retry · " + strconv.Itoa(earlier) + " before"
+	}
+	return s
 }
 
 func queryEscape(s string) string { return url.QueryEscape(s) }

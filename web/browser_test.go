@@ -236,7 +236,7 @@ func layoutView() templates.View {
 		OldestPendingSeconds: 3*24*3600 + 7*3600 + 59*60 + 59, DispatchRate: 48_213, LatencyP99Ms: 9_876}
 	v := templates.View{At: now, Outbox: &busy,
 		Queue: &jobs.QueueStats{Depths: map[string]int{"critical": 100_000, "high": 99_999, "normal": 12_345, "low": 0},
-			Capacity: 100_000, Workers: 1024, Busy: 1024, Scheduled: 123_456, Done: 987_654_321, Failed: 1_234_567}}
+			Capacity: 100_000, Workers: 1024, Busy: 1024, Scheduled: 123_456, Process: jobs.WorkCounters{Done: 987_654_321, Failed: 1_234_567}}}
 	for _, name := range []string{"report", "nightly-invoice-reconciliation", "cleanup"} {
 		v.Jobs = append(v.Jobs, jobs.Status{Name: name, Running: true, Executions: 12_345_678, Failures: 1_234,
 			Interval: 90 * time.Minute, LastRun: &now, NextRun: &next, LastError: "upstream timed out after 30s"})

@@ -3,6 +3,7 @@ package web_test
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -108,8 +109,26 @@ func figureText(s string) string { return strings.ReplaceAll(strings.TrimSpace(s
 // value. A figure whose sources disagree, or that a page no longer shows,
 // fails the test.
 func TestFiguresAgreeEverywhere(t *testing.T) {
-	inst, _, _ := quietAfterDemo(t)
-	u := inst.URL
+	inst, quiet, _ := quietAfterDemo(t)
+	t.Run("running", func(t *testing.T) { figuresAgree(t, inst.URL) })
+	// A restarted Canal reads every figure from the same database: the
+	// same everywhere again, the API's included.
+	if err := inst.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	again := servertest.Start(t, nil, quiet...)
+	settled := time.Now()
+	testenv.Eventually(t, 60*time.Second, "the restarted hub has read the stored history", func() bool {
+		var v struct{ HistoryAt time.Time }
+		getJSON(t, again.URL+"/api/dashboard", &v)
+		return v.HistoryAt.After(settled)
+	})
+	t.Run("restarted", func(t *testing.T) { figuresAgree(t, again.URL) })
+}
+
+// figuresAgree reads each figure of the Canal at u from every place that
+// shows it and wants one value.
+func figuresAgree(t *testing.T, u string) {
 	overview, wall, work, dead := htmlPage(t, u+"/"), htmlPage(t, u+"/wall"), htmlPage(t, u+"/work"), htmlPage(t, u+"/outbox?status=dead")
 	text := func(d *goquery.Document, sel string) func() string {
 		return func() string {
@@ -184,12 +203,18 @@ func TestFiguresAgreeEverywhere(t *testing.T) {
 			"api stats": sum(api("/api/outbox/stats", "pending"), api("/api/outbox/stats", "inflight")),
 		}},
 		{"work items done, stored", map[string]func() string{
-			"work tab": tab("done"),
-			"api":      api("/api/work", "counts.done.n"),
+			"work tab":  tab("done"),
+			"api":       api("/api/work", "counts.done.n"),
+			"api queue": api("/api/queue", "queue.counts.done.n"),
 		}},
 		{"work items failed, stored", map[string]func() string{
-			"work tab": tab("failed"),
-			"api":      api("/api/work?state=failed", "counts.failed.n"),
+			"work tab":  tab("failed"),
+			"api":       api("/api/work?state=failed", "counts.failed.n"),
+			"api queue": api("/api/queue", "queue.counts.failed.n"),
+		}},
+		{"work items dropped, stored", map[string]func() string{
+			"work tab":  tab("dropped"),
+			"api queue": api("/api/queue", "queue.counts.dropped.n"),
 		}},
 	} {
 		t.Run(fig.name, func(t *testing.T) {
@@ -204,4 +229,65 @@ func TestFiguresAgreeEverywhere(t *testing.T) {
 			}
 		})
 	}
+
+	// The dispatch rate and the latency slide with the clock (a minute
+	// back from each snapshot): read every place again until one reading
+	// agrees, which it cannot while one of them counts only this process.
+	for _, fig := range []struct{ name, testid, field string }{
+		{"outbox dispatch rate", "rate", "dispatchRate"},
+		{"outbox p99 latency", "p99", "latencyP99Ms"},
+	} {
+		t.Run(fig.name, func(t *testing.T) {
+			var seen map[string][]string
+			ok := false
+			for range 40 {
+				seen = map[string][]string{}
+				for where, read := range map[string]func() string{
+					"overview": func() string {
+						return htmlPage(t, u+"/").Find(`#outbox-stats [data-testid="` + fig.testid + `"]`).Text()
+					},
+					"wall": func() string {
+						return htmlPage(t, u+"/wall").Find(`#wall-outbox [data-testid="` + fig.testid + `"]`).Text()
+					},
+					"api stats":     func() string { return shown(fig.testid, apiValue(t, u+"/api/outbox/stats", fig.field)) },
+					"api dashboard": func() string { return shown(fig.testid, apiValue(t, u+"/api/dashboard", "outbox."+fig.field)) },
+				} {
+					v := strings.TrimSpace(read())
+					seen[v] = append(seen[v], where)
+				}
+				if len(seen) == 1 {
+					ok = true
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if !ok {
+				b, _ := json.Marshal(seen)
+				t.Errorf("%s disagrees: %s", fig.name, b)
+			}
+		})
+	}
+}
+
+// shown is an API figure as the pages print it (templates' rate and millis).
+func shown(testid, v string) string {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return "not a number: " + v
+	}
+	switch {
+	case testid == "rate" && f <= 0:
+		return "0"
+	case testid == "rate" && f < 10:
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	case testid == "rate":
+		return strconv.FormatFloat(math.Round(f), 'f', 0, 64)
+	case f <= 0:
+		return "—"
+	case f < 10:
+		return strconv.FormatFloat(f, 'f', 1, 64) + " ms"
+	case f < 10000:
+		return strconv.FormatFloat(f, 'f', 0, 64) + " ms"
+	}
+	return (time.Duration(f * float64(time.Millisecond))).Round(time.Second).String()
 }

@@ -141,6 +141,9 @@ type Hub struct {
 	unregister chan *client
 	queries    chan func(*hubState)
 	done       chan struct{}
+	// resync asks the history loader to read the stored windows now: an
+	// action by hand changed them (a dead letter retried, an item deleted).
+	resync chan struct{}
 }
 
 // HubStats are the hub's counters.
@@ -173,6 +176,7 @@ func NewHub(cfg HubConfig) *Hub {
 		unregister: make(chan *client),
 		queries:    make(chan func(*hubState)),
 		done:       make(chan struct{}),
+		resync:     make(chan struct{}, 1),
 	}
 }
 
@@ -296,12 +300,18 @@ func (h *Hub) flush(ctx context.Context, st *hubState, full bool) {
 	st.stats.Flushes++
 	st.seq++
 	now := h.cfg.Now()
-	var jsonFrame []byte
+	// JSON frames are encoded here, once per set of topics.
+	var jsonFrames map[string][]byte
 	if st.counts[viewJSON] > 0 {
-		jsonFrame = h.jsonFrame(st, now)
+		jsonFrames = map[string][]byte{}
+		for c := range st.clients {
+			if _, ok := jsonFrames[c.topics.key]; c.view == viewJSON && !ok {
+				jsonFrames[c.topics.key] = h.jsonFrame(st, now, c.topics)
+			}
+		}
 	}
 	st.stats.LastSeq = st.seq
-	job := &renderJob{json: jsonFrame, version: st.version, seq: st.seq}
+	job := &renderJob{json: jsonFrames, version: st.version, seq: st.seq}
 	if st.counts[viewPage] > 0 || st.counts[viewPageRO] > 0 {
 		job.parts = h.pageParts(st, false)
 	}

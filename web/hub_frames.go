@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/a-h/templ"
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
 )
 
@@ -34,50 +36,95 @@ func (h *Hub) encode(f frame) []byte {
 // jsonFrame encodes a flush as one frame with the flush's seq: a single
 // discrete event is the frame's type (its data plus the changed state), several
 // go out together as "events", and coalesced changes alone as "state".
-func (h *Hub) jsonFrame(st *hubState, now time.Time) []byte {
-	state := h.dirtyState(st)
+//
+// A client that named topics (/ws/events?topics=) gets only what they show:
+// the events and the changed state of its jobs, messages, items, lists.
+// Nothing for it changed: no frame.
+func (h *Hub) jsonFrame(st *hubState, now time.Time, tp topics) []byte {
+	state := h.dirtyState(st, tp)
+	evs := st.pending
+	if !tp.all {
+		evs = nil
+		for _, p := range st.pending {
+			if pendingFor(p, tp) {
+				evs = append(evs, p)
+			}
+		}
+		if len(evs) == 0 && len(state) == 0 {
+			return nil
+		}
+	}
 	f := frame{Seq: st.seq, Type: "state", At: now, Data: state}
-	switch len(st.pending) {
+	switch len(evs) {
 	case 0:
 	case 1:
-		p := st.pending[0]
+		p := evs[0]
 		data := map[string]any{"state": state}
 		for k, v := range p.Data {
 			data[k] = v
 		}
 		f = frame{Seq: st.seq, Type: p.Type, At: p.At, Data: data}
 	default:
-		f = frame{Seq: st.seq, Type: "events", At: now, Data: map[string]any{"events": st.pending, "state": state}}
+		f = frame{Seq: st.seq, Type: "events", At: now, Data: map[string]any{"events": evs, "state": state}}
 	}
 	return h.encode(f)
 }
 
-// dirtyState is what changed since the last flush, for the JSON frame.
-func (h *Hub) dirtyState(st *hubState) map[string]any {
+// dirtyState is what changed since the last flush and topics tp show, for
+// the JSON frame.
+func (h *Hub) dirtyState(st *hubState, tp topics) map[string]any {
 	data := map[string]any{}
 	if len(st.dirty.jobs) > 0 {
 		js := make([]jobs.Status, 0, len(st.dirty.jobs))
 		for _, name := range st.jobOrder {
-			if st.dirty.jobs[name] {
+			if st.dirty.jobs[name] && tp.has(topicOverview, topicJob+name) {
 				js = append(js, st.jobs[name])
 			}
 		}
-		data["jobs"] = js
+		if len(js) > 0 {
+			data["jobs"] = js
+		}
 	}
-	if st.dirty.outbox && st.outbox != nil {
+	if st.dirty.outbox && st.outbox != nil && tp.has(topicOverview, topicOutbox) {
 		data["outbox"] = h.outboxStats(st)
 	}
-	if st.dirty.queue {
+	if st.dirty.queue && tp.has(topicOverview, topicWork) {
 		data["queue"] = st.queue
 		data["pipelines"] = h.pipelines(st)
 	}
-	if st.dirty.chart {
+	if st.dirty.chart && tp.has(topicOverview) {
 		data["throughput"] = st.series.export()
 	}
-	if st.dirty.failures {
+	if st.dirty.failures && tp.has(topicOverview) {
 		data["failures"] = h.failureSummary(st)
 	}
 	return data
+}
+
+// pendingFor reports whether topics tp show event p: a job's event goes to
+// its job, a work item's to the work list and the item, a message's to the
+// outbox list and the message, an audit entry to the audit log; the
+// overview shows all but the audit log.
+func pendingFor(p pending, tp topics) bool {
+	switch v := p.Data["job"].(type) {
+	case jobs.Status:
+		return tp.has(topicOverview, topicJob+v.Name)
+	}
+	switch v := p.Data["work"].(type) {
+	case jobs.WorkItem:
+		return tp.has(topicOverview, topicWork, topicItem+v.ID)
+	}
+	switch v := p.Data["message"].(type) {
+	case *outbox.Summary:
+		return tp.has(topicOverview, topicOutbox, topicMessage+v.ID)
+	}
+	if _, ok := p.Data["audit"]; ok {
+		return tp.has(topicAudit)
+	}
+	if strings.HasPrefix(p.Type, "outbox.") { // a bulk retry
+		return tp.has(topicOverview, topicOutbox) || tp.hasPrefix(topicMessage)
+	}
+	return tp.has(topicOverview)
 }
 
 func (h *Hub) failureSummary(st *hubState) map[string]any {
@@ -97,28 +144,35 @@ func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats {
 }
 
 // wallParts lists the wall screen's fragments that changed (all for a
-// snapshot). The wall replaces whole regions, so nothing in its page
-// accumulates over days.
-func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []templ.Component {
-	var out []templ.Component
+// snapshot), with the topics each goes to: the wall's socket names what it
+// shows (overview: every region). The wall replaces whole regions, so
+// nothing in its page accumulates over days. Its stamp goes only with
+// another fragment: a change the wall does not show sends it nothing.
+func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []part {
+	var out []part
+	add := func(to func(topics) bool, c templ.Component) { out = append(out, part{to: to, comp: c}) }
 	v := h.view(st, now)
 	if all || len(st.dirty.jobs) > 0 || st.dirty.jobSet {
-		out = append(out, templates.WallJobs(v.Jobs, true))
+		add(func(t topics) bool { return t.has(topicOverview) || t.hasPrefix(topicJob) }, templates.WallJobs(v.Jobs, true))
 	}
 	if all || st.dirty.outbox {
-		out = append(out, templates.WallOutbox(v.Outbox, true))
+		add(func(t topics) bool { return t.has(topicOverview, topicOutbox) }, templates.WallOutbox(v.Outbox, true))
 	}
 	if all || st.dirty.queue {
-		out = append(out, templates.WallQueues(v.Queue, true))
+		add(func(t topics) bool { return t.has(topicOverview, topicWork) }, templates.WallQueues(v.Queue, true))
 	}
 	if all || st.dirty.chart {
-		out = append(out, templates.Chart(v.Series, true))
+		add(func(t topics) bool { return t.has(topicOverview) }, templates.Chart(v.Series, true))
 	}
 	// "All clear" also depends on the dead letters, the backlog and the jobs.
 	if all || st.dirty.failures || st.dirty.outbox || len(st.dirty.jobs) > 0 {
-		out = append(out, templates.WallFailures(v, true))
+		add(func(t topics) bool { return t.has(topicOverview) }, templates.WallFailures(v, true))
 	}
-	return append(out, templates.WallStamp(v, true))
+	if len(out) == 0 {
+		return nil
+	}
+	out = append(out, part{to: func(topics) bool { return true }, comp: templates.WallStamp(v, true), stamp: true})
+	return out
 }
 
 // snapshotJob is the whole current state for c's view (and topics), sent
@@ -134,7 +188,7 @@ func (h *Hub) snapshotJob(st *hubState, c *client) *renderJob {
 	case viewWall:
 		job.wall = h.wallParts(st, now, true)
 	case viewJSON:
-		job.json = h.encode(frame{Seq: st.seq, Type: "snapshot", At: now, Data: h.view(st, now)})
+		job.json = map[string][]byte{c.topics.key: h.encode(frame{Seq: st.seq, Type: "snapshot", At: now, Data: h.view(st, now)})}
 	}
 	return job
 }

@@ -43,8 +43,6 @@ type history struct {
 	outbox   []int64
 	fails    []int64
 	failures []templates.FeedItem // newest first
-	// Commit-to-dispatch latency over the last minute, stored.
-	p50, p99 float64
 }
 
 // loadHistory reads the stored windows now and every ResyncEvery until ctx
@@ -72,6 +70,7 @@ func (h *Hub) loadHistory(ctx context.Context, out chan history) {
 			return
 		case <-tick.C:
 		case <-retry:
+		case <-h.resync:
 		}
 	}
 }
@@ -110,7 +109,6 @@ func (h *Hub) readHistory(ctx context.Context) (history, bool) {
 			h.cfg.Logger.Warn("read outbox history", "err", err)
 			return history{}, false
 		}
-		hs.p50, hs.p99 = w.LatencyP50Ms, w.LatencyP99Ms
 		for i := range n {
 			hs.outbox[i] += w.Dispatched[i]
 			hs.fails[i] += w.Dead[i]
@@ -180,7 +178,6 @@ func (h *Hub) applyHistory(st *hubState, hs history) {
 	}
 	// The chart shows the whole window from now on: it is known.
 	s.first = min(s.first, hs.first)
-	st.stored = &storedOutbox{p50: hs.p50, p99: hs.p99}
 	st.historyAt = hs.at
 	st.dirty.outbox = true
 	cutoff := time.Unix(0, settled*int64(s.bucket))
@@ -205,29 +202,48 @@ func (h *Hub) applyHistory(st *hubState, hs history) {
 	st.version++
 }
 
-// storedOutbox is what the outbox figures take from stored history rather
-// than from this process's relay, whose own measurements restart at zero.
-type storedOutbox struct{ p50, p99 float64 }
+// resyncNow has the stored windows read again now.
+func (h *Hub) resyncNow() {
+	select {
+	case h.resync <- struct{}{}:
+	default: // one is asked for already
+	}
+}
 
-// rateSpan is the span the dispatch rate is averaged over.
-const rateSpan = time.Minute
+// unfail takes back at once the failures of an item retried or deleted by
+// hand: its lines in the failure list and their counts in the window. The
+// stored windows, read again at once, confirm it (and cover a bulk retry,
+// which names no item).
+func (h *Hub) unfail(st *hubState, link string) {
+	if link != "" {
+		vals := st.failures.newestFirst()
+		kept := make([]templates.FeedItem, 0, len(vals))
+		for _, it := range vals {
+			if it.Link == link {
+				st.series.remove(it.At, st.series.fails)
+				continue
+			}
+			kept = append(kept, it)
+		}
+		if len(kept) < len(vals) {
+			st.failures = newRing[templates.FeedItem](maxFailuresKept)
+			for i := len(kept) - 1; i >= 0; i-- {
+				st.failures.push(kept[i])
+			}
+			st.dirty.failures, st.dirty.chart = true, true
+			st.version++
+		}
+	}
+	h.resyncNow()
+}
 
-// outboxStats is the outbox's figures as every view shows them: the
-// relay's counts (read from the table), with the dispatch rate and latency
-// from stored history once it has been read.
+// outboxStats is the outbox's figures as every view shows them: the relay's
+// snapshot, every figure of which it read from the table (so the same in
+// every process, and in /api/outbox/stats).
 func (h *Hub) outboxStats(st *hubState) *outbox.Stats {
 	if st.outbox == nil {
 		return nil
 	}
 	o := *st.outbox
-	if st.stored == nil && (h.cfg.JobHistory != nil || h.cfg.OutboxHistory != nil) {
-		// Not read yet: this process's own measurements would be another
-		// source, and would change once it is.
-		o.DispatchRate, o.LatencyP50Ms, o.LatencyP99Ms = 0, 0, 0
-	}
-	if st.stored != nil {
-		o.DispatchRate = st.series.rate(st.series.outbox, rateSpan)
-		o.LatencyP50Ms, o.LatencyP99Ms = st.stored.p50, st.stored.p99
-	}
 	return &o
 }

@@ -8,8 +8,6 @@ package web
 import (
 	"bytes"
 	"context"
-
-	"github.com/a-h/templ"
 )
 
 // renderJob is one frame to render and its recipients, taken when the hub
@@ -18,15 +16,15 @@ import (
 type renderJob struct {
 	clients  []*client
 	parts    []part            // page fragments
-	wall     []templ.Component // wall fragments
-	json     []byte            // already encoded
+	wall     []part            // wall fragments
+	json     map[string][]byte // already encoded, by topics key
 	snapshot bool
 	version  uint64 // of the hub's state (snapshots at one version share)
 	seq      uint64
 
 	// Filled by the renderer.
-	pages     map[string][]byte // by topics key
-	wallBytes []byte
+	pages map[string][]byte // by topics key
+	walls map[string][]byte // by topics key
 }
 
 // snapshotCache is the renderer's last snapshot per view, shared by the
@@ -34,7 +32,7 @@ type renderJob struct {
 type snapshotCache struct {
 	version, seq uint64
 	pieces       []piece
-	wall         []byte
+	wall         []piece
 	pages        map[string][]byte
 	ok           bool
 }
@@ -119,22 +117,29 @@ func (h *Hub) render(ctx context.Context, job *renderJob, snaps *[numViews]snaps
 		}
 	}
 	if needWall {
+		var wall []piece
 		if cache != nil && cache.ok && cache.wall != nil {
-			job.wallBytes = cache.wall
+			wall = cache.wall
 		} else {
-			var buf bytes.Buffer
-			for _, comp := range job.wall {
-				h.renderTo(ctx, &buf, comp)
+			for _, p := range job.wall {
+				var buf bytes.Buffer
+				h.renderTo(ctx, &buf, p.comp)
+				wall = append(wall, piece{to: p.to, bytes: buf.Bytes(), stamp: p.stamp})
 			}
-			job.wallBytes = buf.Bytes()
+		}
+		job.walls = map[string][]byte{}
+		for _, c := range job.clients {
+			if _, ok := job.walls[c.topics.key]; c.view == viewWall && !ok {
+				job.walls[c.topics.key] = compose(wall, c.topics)
+			}
+		}
+		if cache != nil {
+			cache.wall = wall
 		}
 	}
 	if cache != nil {
 		// A snapshot's one client has one view: its role's pieces.
 		cache.pieces, cache.ok = pieces[job.clients[0].view], true
-		if needWall {
-			cache.wall = job.wallBytes
-		}
 	}
 }
 
@@ -150,9 +155,9 @@ func (h *Hub) deliver(st *hubState, job *renderJob) {
 			st.stats.BytesPerPage = max(st.stats.BytesPerPage, len(f))
 			h.sendTo(st, c, f)
 		case viewWall:
-			h.sendTo(st, c, job.wallBytes)
+			h.sendTo(st, c, job.walls[c.topics.key])
 		case viewJSON:
-			h.sendTo(st, c, job.json)
+			h.sendTo(st, c, job.json[c.topics.key])
 		}
 	}
 }

@@ -55,8 +55,7 @@ type hubState struct {
 	pipelines map[string]jobs.PipelineStats
 	pipeOrder []string
 	outbox    *outbox.Stats
-	stored    *storedOutbox // nil until stored history is read
-	historyAt time.Time     // when it was last read
+	historyAt time.Time // when it was last read
 	series    series
 	feed      *ring[templates.FeedItem]
 	failures  *ring[templates.FeedItem]
@@ -233,6 +232,7 @@ func (h *Hub) applyWork(st *hubState, ev jobs.Event, now time.Time) bool {
 		st.pending = append(st.pending, pending{Type: string(ev.Type), At: ev.At, Data: map[string]any{"work": w}})
 		return true
 	case jobs.EventWorkRequeued, jobs.EventWorkDeleted:
+		h.unfail(st, "/work/"+url.PathEscape(w.ID))
 		text := "work " + w.ID + " retried by hand"
 		if ev.Type == jobs.EventWorkDeleted {
 			text = "work " + w.ID + " deleted"
@@ -294,14 +294,17 @@ func (h *Hub) applyOutbox(st *hubState, ev outbox.Event) bool {
 		h.fail(st, item)
 	case outbox.EventRetried:
 		if ev.Message != nil {
+			h.unfail(st, item.Link)
 			item.Text = "retried by hand"
 		} else {
 			item.Subject = orAll(ev.Topic)
 			item.Text = "retried " + strconv.FormatInt(ev.Count, 10) + " dead messages"
 			item.Link = "/outbox"
 			data["topic"], data["count"] = ev.Topic, ev.Count
+			h.unfail(st, "")
 		}
 	case outbox.EventDeleted:
+		h.unfail(st, item.Link)
 		item.Text = "dead letter deleted"
 	default:
 		item.Text = ev.Type
@@ -333,8 +336,6 @@ func (h *Hub) tick(st *hubState) {
 	now := h.cfg.Now()
 	if st.series.advance(now) {
 		st.dirty.chart, st.dirty.failures = true, true
-		// The dispatch rate is read off the same buckets.
-		st.dirty.outbox = st.dirty.outbox || st.stored != nil
 		st.version++
 	}
 	cutoff := now.Add(-st.series.span())
@@ -437,6 +438,18 @@ func (s *series) add(now time.Time, xs *[]int64) {
 	(*xs)[s.cur%int64(len(*xs))]++
 }
 
+// remove takes one event at at back out of xs, if its bucket is still in
+// the window.
+func (s *series) remove(at time.Time, xs []int64) {
+	k, n := at.UnixNano()/int64(s.bucket), int64(len(xs))
+	if k <= s.cur-n || k > s.cur {
+		return
+	}
+	if i := ((k % n) + n) % n; xs[i] > 0 {
+		xs[i]--
+	}
+}
+
 // sum is the total over the whole window, the open bucket included.
 func (s *series) sum(xs []int64) int64 {
 	var t int64
@@ -444,17 +457,6 @@ func (s *series) sum(xs []int64) int64 {
 		t += v
 	}
 	return t
-}
-
-// rate is events per second over the closed buckets of the last span.
-func (s *series) rate(xs []int64, span time.Duration) float64 {
-	n := int64(len(xs))
-	k := min(int64(span/s.bucket), n-1)
-	var t int64
-	for i := s.cur - k; i < s.cur; i++ {
-		t += xs[((i%n)+n)%n]
-	}
-	return float64(t) / (time.Duration(k) * s.bucket).Seconds()
 }
 
 // export returns the closed buckets, oldest first: the open one would make

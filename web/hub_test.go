@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -659,5 +660,73 @@ func TestHubSendsEachClientOnlyItsTopics(t *testing.T) {
 	}
 	if _, err := parseTopics("job:report,nonsense"); err == nil {
 		t.Error("an unknown topic was accepted")
+	}
+}
+
+// TestHubSendsWallsAndProgramsOnlyWhatTheyShow: a wall and a /ws/events
+// program name their topics too; a change none of their topics shows sends
+// them nothing (not even the wall's stamp). Frames go out in order, so the
+// first frame each gets after an unrelated change and then a related one
+// must be the related one.
+func TestHubSendsWallsAndProgramsOnlyWhatTheyShow(t *testing.T) {
+	h, je, oe := testHub(t, HubConfig{FlushEvery: time.Hour})
+	je <- jobs.Event{Type: jobs.EventSnapshot, Jobs: []jobs.Status{*status("report", true, 1, 0, ""), *status("cleanup", true, 1, 0, "")}}
+	attach := func(v view, names string) *client {
+		tp, err := parseTopics(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient(v, 16)
+		c.topics = tp
+		h.register <- c
+		next(t, c) // the snapshot
+		return c
+	}
+	flush := func() { h.queries <- func(st *hubState) { h.flush(context.Background(), st, true) } }
+	flush() // the jobs' first state, before anyone watches
+	wall, outboxWall := attach(viewWall, "overview"), attach(viewWall, "outbox")
+	reportProgram, auditProgram := attach(viewJSON, "job:report"), attach(viewJSON, "audit")
+
+	// Unrelated to the walls and the report's program: an audit entry.
+	h.PublishAudit(context.Background(), audit.Entry{At: time.Now(), Who: "op", Action: "outbox.retry"})
+	flush()
+	// Related to the wall (jobs, failures) and the report's program only.
+	je <- jobs.Event{Type: jobs.EventRunFailed, At: time.Now(), Job: status("report", true, 2, 1, "boom")}
+	flush()
+	// Related to both walls only.
+	oe <- outbox.Event{Type: outbox.EventStats, At: time.Now(), Stats: &outbox.Stats{Dead: 1}}
+	flush()
+
+	d := doc(t, next(t, wall))
+	if d.Find(`#wall-jobs`).Length() != 1 || d.Find(`#wall-failures`).Length() != 1 {
+		t.Errorf("the wall's first frame is not the failed run: %q", d.Text())
+	}
+	d = doc(t, next(t, outboxWall))
+	if d.Find(`#wall-outbox`).Length() != 1 || d.Find(`#wall-jobs`).Length() != 0 || d.Find(`#chart`).Length() != 0 {
+		t.Errorf("the outbox wall's first frame is not the outbox's figures alone: %q", d.Text())
+	}
+	var f struct {
+		Type string
+		Data struct {
+			Job   jobs.Status
+			State map[string]json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(next(t, reportProgram), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != string(jobs.EventRunFailed) || f.Data.Job.Name != "report" || f.Data.State["outbox"] != nil || f.Data.State["throughput"] != nil {
+		t.Errorf("the report's program got first %s of %q with state %v, want its run failure alone", f.Type, f.Data.Job.Name, slices.Collect(maps.Keys(f.Data.State)))
+	}
+	if err := json.Unmarshal(next(t, auditProgram), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != "audit" {
+		t.Errorf("the audit program got first a %s frame", f.Type)
+	}
+	select {
+	case b := <-auditProgram.send:
+		t.Errorf("the audit program got a frame it does not show: %s", b)
+	default:
 	}
 }

@@ -97,13 +97,15 @@ func (t topics) hasPrefix(p string) bool {
 type piece struct {
 	to    func(topics) bool
 	bytes []byte
+	stamp bool // goes only with another piece
 }
 
 // part is a fragment to render and who gets it. Its component holds copies
 // of the hub's state, so the renderer may render it while the hub goes on.
 type part struct {
-	to   func(topics) bool
-	comp templ.Component
+	to    func(topics) bool
+	comp  templ.Component
+	stamp bool // goes only with another part (the wall's stamp)
 }
 
 // pageParts lists the page fragments that changed (all of them for a
@@ -157,11 +159,15 @@ func (h *Hub) pageParts(st *hubState, all bool) []part {
 
 // compose is the frame of a client with topics t: its pieces, in order.
 func compose(pieces []piece, t topics) []byte {
-	n := 0
+	n, shown := 0, false
 	for _, p := range pieces {
 		if p.to(t) {
 			n += len(p.bytes)
+			shown = shown || !p.stamp
 		}
+	}
+	if !shown {
+		return nil
 	}
 	out := make([]byte, 0, n)
 	for _, p := range pieces {

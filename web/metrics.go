@@ -289,8 +289,8 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descWorkers, float64(q.Workers))
 		gauge(descBusy, float64(q.Busy))
 		gauge(descScheduled, float64(q.Scheduled))
-		for outcome, v := range map[string]uint64{"accepted": q.Accepted, "rejected": q.Rejected, "evicted": q.Evicted,
-			"done": q.Done, "failed": q.Failed, "retried": q.Retried} {
+		for outcome, v := range map[string]uint64{"accepted": q.Process.Accepted, "rejected": q.Process.Rejected, "evicted": q.Process.Evicted,
+			"done": q.Process.Done, "failed": q.Process.Failed, "retried": q.Process.Retried} {
 			counter(descWorkTotal, float64(v), outcome)
 		}
 		for kind, state := range q.Breakers {

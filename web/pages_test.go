@@ -265,7 +265,7 @@ func TestWorkPageFromTheStoreAfterARestart(t *testing.T) {
 		}
 		d := get(t, srv, "/work?state=failed", http.StatusOK)
 		item := d.Find(`[data-testid="work-item"]`)
-		if item.AttrOr("data-id", "") != it.ID || item.Find(`[data-testid="attempts"]`).Text() != "1/1" || !strings.Contains(item.Text(), "smtp down") {
+		if item.AttrOr("data-id", "") != it.ID || item.Find(`[data-testid="attempts"]`).Text() != "1 of 1" || !strings.Contains(item.Text(), "smtp down") {
 			t.Errorf("failed item: %q", item.Text())
 		}
 		tabs := d.Find(`[data-testid="work-states"]`).Text()
@@ -350,7 +350,7 @@ func TestWallPageIsReadOnly(t *testing.T) {
 	if _, hidden := d.Find(`[data-testid="banner"]`).Attr("hidden"); !hidden {
 		t.Error("the lost-connection banner shows on first load")
 	}
-	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?view=wall" {
+	if ws, _ := d.Find("body").Attr("ws-connect"); ws != "/ws?view=wall&topics=overview" {
 		t.Errorf("wall ws-connect = %q", ws)
 	}
 }

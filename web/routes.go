@@ -211,7 +211,11 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 	if d.Work != nil {
 		app.POST("/api/work", postWork(d.Work, 2*time.Second), operator...)
 		app.GET("/api/work/:id", getWork(d.Work), viewer)
-		app.GET("/api/queue", queueHealth(d.Work), viewer)
+		var counter workCounter
+		if d.History != nil {
+			counter = d.History
+		}
+		app.GET("/api/queue", queueHealth(d.Work, counter), viewer)
 	}
 	if d.WorkActions != nil {
 		app.POST("/api/work/:id/retry", retryWork(d.WorkActions), operator...)

@@ -96,16 +96,30 @@ func getWork(q workGetter) echo.HandlerFunc {
 	}
 }
 
-// queueHealth answers the queues' depths, counters and health (the
+// workCounter counts the stored items per state, as /api/work does.
+type workCounter interface {
+	CountWork(ctx context.Context, kind string) (map[jobs.WorkState]jobs.Count, error)
+}
+
+// queueHealth answers the queues' depths, counts and health (the
 // tutorial's channel health check): 200 while the processor runs, even
-// degraded, and 503 when it is down.
-func queueHealth(q healthReporter) echo.HandlerFunc {
+// degraded, and 503 when it is down. The counts by state are the stored
+// ones of every process (wc, when given), the figures /api/work and the
+// work page show; this process's own counters are under "process".
+func queueHealth(q healthReporter, wc workCounter) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := q.Health()
 		status := http.StatusOK
 		if h.Status == jobs.HealthDown {
 			status = http.StatusServiceUnavailable
 			c.Response().Header().Set("Retry-After", retryAfter)
+		}
+		if wc != nil {
+			counts, err := wc.CountWork(c.Request().Context(), "")
+			if err != nil {
+				return jobsError(c, err)
+			}
+			h.Queue.Counts = counts
 		}
 		return c.JSON(status, h)
 	}

@@ -96,7 +96,7 @@ func TestBrowserWorkItemPageAndRetry(t *testing.T) {
 		t.Fatalf("open the item's page from the list: %v", err)
 	}
 	if detail != "/work/"+it.ID || !strings.Contains(payload, `"to": "ops@example.com"`) || kind != "email" || prio != "high" ||
-		attempts != "2/2" || !strings.Contains(lastErr, "smtp: 421") {
+		attempts != "2 of 2" || !strings.Contains(lastErr, "smtp: 421") {
 		t.Errorf("item page %s: payload %q kind %q priority %q attempts %q error %q", detail, payload, kind, prio, attempts, lastErr)
 	}
 	// Every attempt, with its number, error and duration.
@@ -146,6 +146,13 @@ func TestBrowserWorkItemPageAndRetry(t *testing.T) {
 	}
 	if n != 3 || errsShown != 2 {
 		t.Errorf("after the retry: %d attempts, %d with an error; want 3 and 2 (the third succeeded)", n, errsShown)
+	}
+	// A fresh budget after the retry, read as such (it once read "3/2").
+	if err := chromedp.Run(ctx, chromedp.Text(`[data-testid="work-attempts"]`, &attempts)); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != "1 of 2 since retry · 2 before" {
+		t.Errorf("attempts after the retry read %q", attempts)
 	}
 	shot(t, ctx, "work-item-done.png")
 	if e := errs.list(); len(e) > 0 {

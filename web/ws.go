@@ -59,12 +59,10 @@ func serveWS(h *Hub, cfg WSConfig, log *slog.Logger, json bool) echo.HandlerFunc
 		rc := http.NewResponseController(c.Response())
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
-		tp := allTopics
-		if v == viewPage || v == viewPageRO {
-			var err error
-			if tp, err = parseTopics(c.QueryParam("topics")); err != nil {
-				return echo.NewHTTPError(http.StatusBadRequest, err.Error())
-			}
+		// Every view says what it shows (none: everything).
+		tp, err := parseTopics(c.QueryParam("topics"))
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 		}
 		// Accept checks the Origin against the request's own host and the
 		// allow-list, and answers 403 itself.
