@@ -124,6 +124,11 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 // start starts the process (if the pool made it), the engine's client and
 // the retention cleanup.
 func (pl *pool) start(ctx context.Context) error {
+	if len(pl.kinds) == 0 {
+		// No handler: claiming would only fail other processes' items
+		// (a standalone dashboard). Items wait for a process that has one.
+		return nil
+	}
 	timeout := time.Minute
 	for _, k := range pl.kinds {
 		timeout = max(timeout, k.opts.Timeout)
@@ -508,7 +513,9 @@ func (pl *pool) stats(ctx context.Context, s *QueueStats) {
 	}
 	s.Capacity = pl.cfg.WorkCapacity
 	s.Policy = pl.cfg.WorkPolicy.String()
-	s.Workers = pl.cfg.Workers
+	if len(pl.kinds) > 0 { // a pool with no kind runs no worker
+		s.Workers = pl.cfg.Workers
+	}
 	s.Busy = int(pl.busy.Load())
 	s.Accepted = pl.accepted.Load()
 	s.Rejected = pl.rejected.Load()
