@@ -20,6 +20,7 @@ import (
 	_ "time/tzdata" // -display-tz works on machines without a zone database
 
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/clusterevents"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"
@@ -69,7 +70,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log})
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Version: buildVersion()})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
@@ -115,11 +116,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	tapCtx, stopTaps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopTaps()
 	metrics := web.NewMetrics(web.MetricSources{Work: proc, Outbox: relay})
+	// The hub sees every process's events: the bridge passes this one's
+	// through and feeds it the others' (the metrics count this one's).
+	transport, closeTransport, err := eventTransport(ctx, db, qdrv.Dialect(), cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeTransport()
+	bridge := clusterevents.New(clusterevents.Config{
+		Process: qproc.ID(), Transport: transport,
+		Jobs:   metrics.TapJobs(tapCtx, proc.Events()),
+		Outbox: metrics.TapOutbox(tapCtx, relay.Events()),
+		Logger: log.With("component", "clusterevents"),
+	})
 	hub := web.NewHub(web.HubConfig{
-		JobEvents:     metrics.TapJobs(tapCtx, proc.Events()),
-		OutboxEvents:  metrics.TapOutbox(tapCtx, relay.Events()),
+		JobEvents:     bridge.Jobs(),
+		OutboxEvents:  bridge.Outbox(),
 		JobHistory:    proc,
 		OutboxHistory: relay,
+		Processes:     qproc,
 		Zone:          cfg.Zone,
 		Logger:        log.With("component", "hub"),
 	})
@@ -143,6 +158,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
 		Access:      access,
 		Audit:       auditLog,
+		Processes:   qproc,
 		Metrics:     metrics,
 		Checks:      readyChecks(sqlDB, relay, proc),
 		Tracer:      tracer,
@@ -187,6 +203,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
 	hubDone.Go(func() { hub.Run(hubCtx) })
+	hubDone.Go(func() { bridge.Run(hubCtx) })
 	// The demo's producers stop first on shutdown, before the jobs drain.
 	var demoDone sync.WaitGroup
 	defer demoDone.Wait()

@@ -88,13 +88,7 @@ func (h *Hub) failureSummary(st *hubState) map[string]any {
 	}
 }
 
-func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats {
-	out := make([]jobs.PipelineStats, 0, len(st.pipeOrder))
-	for _, n := range st.pipeOrder {
-		out = append(out, st.pipelines[n])
-	}
-	return out
-}
+func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats { return h.mergedPipelines(st) }
 
 // wallParts lists the wall screen's fragments that changed (all for a
 // snapshot). The wall replaces whole regions, so nothing in its page
@@ -110,6 +104,9 @@ func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []templ.Component
 	}
 	if all || st.dirty.queue {
 		out = append(out, templates.WallQueues(v.Queue, true))
+	}
+	if all || st.dirty.processes {
+		out = append(out, templates.WallProcesses(v.Processes, true))
 	}
 	if all || st.dirty.chart {
 		out = append(out, templates.Chart(v.Series, true))
@@ -162,10 +159,8 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 	for _, name := range st.jobOrder {
 		v.Jobs = append(v.Jobs, st.jobs[name])
 	}
-	if st.queue != nil {
-		q := *st.queue
-		v.Queue = &q
-	}
+	v.Queue = h.queueStats(st)
 	v.Outbox = h.outboxStats(st)
+	v.Processes = h.processView(st)
 	return v
 }
