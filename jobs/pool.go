@@ -124,9 +124,9 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 // start starts the process (if the pool made it), the engine's client and
 // the retention cleanup.
 func (pl *pool) start(ctx context.Context) error {
-	if len(pl.kinds) == 0 {
-		// No handler: claiming would only fail other processes' items
-		// (a standalone dashboard). Items wait for a process that has one.
+	if pl.cfg.WatchOnly {
+		// Claiming would only fail other processes' items (a standalone
+		// dashboard has no handler): they wait for a process that has one.
 		return nil
 	}
 	timeout := time.Minute
@@ -513,7 +513,7 @@ func (pl *pool) stats(ctx context.Context, s *QueueStats) {
 	}
 	s.Capacity = pl.cfg.WorkCapacity
 	s.Policy = pl.cfg.WorkPolicy.String()
-	if len(pl.kinds) > 0 { // a pool with no kind runs no worker
+	if !pl.cfg.WatchOnly { // a pool that claims nothing runs no worker
 		s.Workers = pl.cfg.Workers
 	}
 	s.Busy = int(pl.busy.Load())

@@ -77,7 +77,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
-		Store: jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
+		// Without the demo this binary has no work kind: on PostgreSQL,
+		// where other processes may run them, it claims none.
+		WatchOnly: !cfg.Demo && qdrv.Dialect() == "postgres",
+		Store:     jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
 		Logger: log.With("component", "jobs"),
 	})
 	if cfg.Demo {

@@ -68,8 +68,11 @@ func (h *Hub) dirtyState(st *hubState) map[string]any {
 		data["outbox"] = h.outboxStats(st)
 	}
 	if st.dirty.queue {
-		data["queue"] = st.queue
+		data["queue"] = h.queueStats(st)
 		data["pipelines"] = h.pipelines(st)
+	}
+	if st.dirty.processes {
+		data["processes"] = h.processView(st)
 	}
 	if st.dirty.chart {
 		data["throughput"] = st.series.export()
