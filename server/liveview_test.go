@@ -104,7 +104,8 @@ func getProcesses(t *testing.T, base string) processesAnswer {
 }
 
 // Two real processes on one PostgreSQL schema: A is a standalone dashboard
-// (-demo=false: no job, no work kind, no publisher), B runs the demo. A
+// (-demo=false: no job, no work kind, no publisher), B runs the demo; the
+// events go by NOTIFY, or by NATS with -events-nats-url. A
 // command posted to B changes a job that only B has, and A's /ws/events
 // socket carries that change; A's queue figures count B's workers (A has
 // none), and A's /api/processes lists both with their versions.
@@ -112,10 +113,22 @@ func TestTwoProcessesOneLiveView(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real program; skipped with -short")
 	}
-	url := testenv.PostgresSchemaURL(t)
 	bin := buildCanal(t)
-	a := startChild(t, bin, "-db", url, "-demo=false")
-	b := startChild(t, bin, "-db", url)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"notify", nil},
+		{"nats", []string{"-events-nats-url", testenv.NATSURL(t)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { twoProcessesOneLiveView(t, bin, tc.extra) })
+	}
+}
+
+func twoProcessesOneLiveView(t *testing.T, bin string, extra []string) {
+	url := testenv.PostgresSchemaURL(t)
+	a := startChild(t, bin, append([]string{"-db", url, "-demo=false"}, extra...)...)
+	b := startChild(t, bin, append([]string{"-db", url}, extra...)...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
