@@ -1,14 +1,11 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,51 +20,6 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
-
-// canalChild is a real Canal process the test started.
-type canalChild struct {
-	cmd    *exec.Cmd
-	url    string
-	stderr *lockedBuffer
-	done   chan error
-}
-
-// startChild runs the built program with args and waits for its listening
-// line; it is killed when the test ends if still running.
-func startChild(t *testing.T, bin string, args ...string) *canalChild {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-log-level", "warn"}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &canalChild{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	cmd.Stderr = c.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "canal: listening on ") {
-		_ = cmd.Process.Kill()
-		t.Fatalf("no listening line; stderr:\n%s", c.stderr.String())
-	}
-	c.url = strings.TrimPrefix(sc.Text(), "canal: listening on ")
-	go func() { _, _ = io.Copy(io.Discard, stdout); c.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-c.done
-		}
-		if t.Failed() {
-			t.Logf("process %s:\n%s", c.url, c.stderr.String())
-		}
-	})
-	return c
-}
 
 func postJSON(t *testing.T, url, body string) (int, string) {
 	t.Helper()
@@ -127,8 +79,8 @@ func TestTwoProcessesOneLiveView(t *testing.T) {
 
 func twoProcessesOneLiveView(t *testing.T, bin string, extra []string) {
 	url := testenv.PostgresSchemaURL(t)
-	a := startChild(t, bin, append([]string{"-db", url, "-demo=false"}, extra...)...)
-	b := startChild(t, bin, append([]string{"-db", url}, extra...)...)
+	a := startCanal(t, bin, append([]string{"-db", url, "-demo=false"}, extra...)...)
+	b := startCanal(t, bin, append([]string{"-db", url}, extra...)...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -222,8 +174,8 @@ func TestBrowserSeesWorkFinishOnAnotherProcess(t *testing.T) {
 	browser := testenv.Browser(t)
 	url := testenv.PostgresSchemaURL(t)
 	bin := buildCanal(t)
-	a := startChild(t, bin, "-db", url, "-demo=false")
-	b := startChild(t, bin, "-db", url)
+	a := startCanal(t, bin, "-db", url, "-demo=false")
+	b := startCanal(t, bin, "-db", url)
 
 	// The item goes straight into the shared table, due later: B claims
 	// it only once the page is open.
@@ -300,9 +252,9 @@ func TestBrowserSeesWorkFinishOnAnotherProcess(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d live processes listed, want 2", n)
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGKILL)
-	<-b.done
-	b.done <- nil // for the cleanup
+	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	var lost bool
 	if err := chromedp.Run(ctx,
 		chromedp.Poll(`document.querySelector('`+sel+`')?.dataset.state === 'lost' && window.canalNoReload === true`,
