@@ -90,6 +90,9 @@ type ProcessInfo struct {
 	Self bool `json:"self"`
 }
 
+// ListLostFor is how long List still shows a lost process.
+const ListLostFor = 24 * time.Hour
+
 // maxProcessesListed bounds List.
 const maxProcessesListed = 200
 
@@ -102,13 +105,16 @@ func (p *Process) List(ctx context.Context) ([]ProcessInfo, error) {
 	}
 	now := p.cfg.Clock()
 	lost := LostAfter * p.cfg.Heartbeat
-	out := make([]ProcessInfo, len(rows))
-	for i, r := range rows {
-		out[i] = ProcessInfo{
+	out := make([]ProcessInfo, 0, len(rows))
+	for _, r := range rows {
+		if now.Sub(FromUS(r.HeartbeatUS)) > ListLostFor {
+			continue // long gone: a restart has a new id
+		}
+		out = append(out, ProcessInfo{
 			ID: r.ID, Host: r.Host, PID: r.PID, Version: r.Version,
 			Started: FromUS(r.StartedUS).UTC(), Heartbeat: FromUS(r.HeartbeatUS).UTC(),
 			Lost: now.Sub(FromUS(r.HeartbeatUS)) > lost, Self: r.ID == p.row.ID,
-		}
+		})
 	}
 	return out, nil
 }
