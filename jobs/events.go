@@ -58,6 +58,10 @@ type Event struct {
 	// Dropped is how many events were dropped before this one because the
 	// reader fell behind; a reader that sees it grow should resync.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Origin is the id of the process that published the event when it
+	// came from another process (internal/clusterevents); empty for this
+	// process's own.
+	Origin string `json:"origin,omitempty"`
 }
 
 // QueueStats is the work queue at one moment.

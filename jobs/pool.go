@@ -124,6 +124,11 @@ func (pl *pool) register(name string, h WorkHandler, opts KindOptions) error {
 // start starts the process (if the pool made it), the engine's client and
 // the retention cleanup.
 func (pl *pool) start(ctx context.Context) error {
+	if pl.cfg.WatchOnly {
+		// Claiming would only fail other processes' items (a standalone
+		// dashboard has no handler): they wait for a process that has one.
+		return nil
+	}
 	timeout := time.Minute
 	for _, k := range pl.kinds {
 		timeout = max(timeout, k.opts.Timeout)
@@ -508,7 +513,9 @@ func (pl *pool) stats(ctx context.Context, s *QueueStats) {
 	}
 	s.Capacity = pl.cfg.WorkCapacity
 	s.Policy = pl.cfg.WorkPolicy.String()
-	s.Workers = pl.cfg.Workers
+	if !pl.cfg.WatchOnly { // a pool that claims nothing runs no worker
+		s.Workers = pl.cfg.Workers
+	}
 	s.Busy = int(pl.busy.Load())
 	s.Process = WorkCounters{Accepted: pl.accepted.Load(), Rejected: pl.rejected.Load(), Evicted: pl.evicted.Load(),
 		Done: pl.done.Load(), Failed: pl.failed.Load(), Retried: pl.retried.Load()}

@@ -27,6 +27,10 @@ type Config struct {
 	// EventCapacity bounds the event channel (default 1024). When it is full
 	// events are dropped and counted rather than blocking a job.
 	EventCapacity int
+	// WatchOnly: the work pool claims no item, leaving them to the
+	// processes that run their kinds (a dashboard-only process sharing a
+	// PostgreSQL database). Enqueue, retry and delete still work.
+	WatchOnly bool
 	// MinInterval is the smallest interval a job may have (default 100ms).
 	MinInterval time.Duration
 	// Store keeps job state across restarts; a store made by NewStore

@@ -28,6 +28,10 @@ type Event struct {
 	Topic   string    `json:"topic,omitempty"` // the message's, or that of a bulk retry ("" for all)
 	Count   int64     `json:"count,omitempty"` // bulk retry
 	Stats   *Stats    `json:"stats,omitempty"`
+	// Origin is the id of the process that published the event when it
+	// came from another process (internal/clusterevents); empty for this
+	// process's own.
+	Origin string `json:"origin,omitempty"`
 }
 
 // CountCap bounds each status count in Stats: counting stops there, so a

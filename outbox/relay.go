@@ -61,6 +61,12 @@ type Config struct {
 	Clock  func() time.Time // time.Now; every stored time comes from it, in UTC
 	Logger *slog.Logger     // slog.Default()
 
+	// WatchOnly: the relay sends nothing. It claims no message and only
+	// reports the outbox (stats, the events of admin actions), leaving the
+	// messages to the processes that can send them: a standalone dashboard
+	// with no publisher of its own runs so.
+	WatchOnly bool
+
 	// Process is this program's presence in the queue engine (heartbeat,
 	// rescuer, wake-ups), shared with its other users and started and
 	// stopped by its owner; nil: Run makes and runs one of its own.
@@ -270,11 +276,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	// The first snapshot counts what waits before anything is sent.
 	r.publishStats(ctx)
-	if err := client.Start(ctx); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	if r.cfg.WatchOnly {
+		client = nil
+		r.log.Info("outbox relay watching only: it sends nothing", "process", proc.ID())
+	} else {
+		if err := client.Start(ctx); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		r.client.Store(client)
+		r.log.Info("outbox relay started", "workers", r.cfg.Workers, "lease", r.cfg.Lease, "poll", r.cfg.PollInterval, "process", proc.ID())
 	}
-	r.client.Store(client)
-	r.log.Info("outbox relay started", "workers", r.cfg.Workers, "lease", r.cfg.Lease, "poll", r.cfg.PollInterval, "process", proc.ID())
 
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var others sync.WaitGroup
@@ -283,8 +294,10 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	r.client.Store(nil)
-	if err := client.Stop(context.WithoutCancel(ctx)); err != nil {
-		r.log.Warn("outbox: stopping the relay", "err", err)
+	if client != nil {
+		if err := client.Stop(context.WithoutCancel(ctx)); err != nil {
+			r.log.Warn("outbox: stopping the relay", "err", err)
+		}
 	}
 	stopLoops()
 	others.Wait()

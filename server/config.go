@@ -34,6 +34,9 @@ type Config struct {
 	RedisURL      string
 	RedisMaxLen   int64
 	RedisPrefix   string
+	// EventsNATSURL carries the dashboards' live events between processes
+	// over NATS instead of PostgreSQL's NOTIFY ("": NOTIFY).
+	EventsNATSURL string
 	// Routes maps a topic ("*": every other topic) to the publishers that
 	// receive it, by name (webhook, nats, amqp, redis). Topics with no
 	// route and no "*" go to every configured publisher.
@@ -74,6 +77,7 @@ var envName = map[string]string{
 	"redis-maxlen":     "CANAL_REDIS_MAXLEN",
 	"redis-prefix":     "CANAL_REDIS_PREFIX",
 	"routes":           "CANAL_ROUTES",
+	"events-nats-url":  "CANAL_EVENTS_NATS_URL",
 	"allowed-origins":  "CANAL_ALLOWED_ORIGINS",
 	"shutdown-timeout": "CANAL_SHUTDOWN_TIMEOUT",
 	"log-level":        "CANAL_LOG_LEVEL",
@@ -113,6 +117,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "append outbox messages to Redis Streams canal:<topic> on this server (redis://[:password@]host:6379/db)")
 	fs.Int64Var(&cfg.RedisMaxLen, "redis-maxlen", outbox.DefaultStreamMaxLen, "about how many entries each Redis stream keeps (XADD MAXLEN ~)")
 	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", outbox.DefaultStreamPrefix, "Redis key prefix: streams <prefix><topic>, idempotence guards <prefix>sent:<id>")
+	fs.StringVar(&cfg.EventsNATSURL, "events-nats-url", "", "carry the dashboards' live events between Canal processes over this NATS server (nats://host:port) instead of PostgreSQL NOTIFY")
 	fs.StringVar(&routes, "routes", "", "which publishers get which topic: topic=publisher[+publisher],…; publishers webhook, nats, amqp, redis; topic * for every other (default: every topic to every configured publisher)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated extra Origin hosts allowed on WebSockets (the server's own host always is)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
@@ -267,6 +272,11 @@ func (c Config) validate() error {
 	if c.WebhookURL != "" {
 		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("-webhook-url %s: want an http:// or https:// URL", outbox.RedactURL(c.WebhookURL)))
+		}
+	}
+	if c.EventsNATSURL != "" {
+		if u, err := url.Parse(c.EventsNATSURL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("-events-nats-url %s: want a nats://host:port URL", outbox.RedactURL(c.EventsNATSURL)))
 		}
 	}
 	if c.NATSURL != "" {

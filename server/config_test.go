@@ -56,6 +56,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad workers", args: []string{"-workers", "0"}, wantErr: "-workers 0: must be from 1 to 1024"},
 		{name: "bad webhook", args: []string{"-webhook-url", "ftp://x"}, wantErr: "want an http:// or https:// URL"},
 		{name: "bad nats", args: []string{"-nats-url", "127.0.0.1:4222"}, wantErr: "want a nats://host:port URL"},
+		{name: "bad events nats", args: []string{"-events-nats-url", "127.0.0.1:4222"}, wantErr: "-events-nats-url (invalid URL): want a nats://host:port URL"},
 		{
 			name: "routes per topic",
 			args: []string{"-amqp-url", "amqp://u:p@h:5672/", "-redis-url", "redis://h:6379/0", "-webhook-url", "http://h/x",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/clusterevents"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -66,6 +67,11 @@ type DashboardConfig struct {
 	// soon as it is made).
 	orders web.OrderPlacer
 	ready  func() bool
+	// Set by the program: the processes sharing the database, and the
+	// bridge's carrier of other processes' events (nil: pass-through).
+	processes web.ProcessLister
+	processID string
+	events    clusterevents.Transport
 }
 
 // Dashboard is Canal's web layer: pages, WebSockets and the JSON API over
@@ -84,6 +90,7 @@ type Dashboard struct {
 	jobsOut   chan jobs.Event
 	outboxIn  <-chan outbox.Event
 	outboxOut chan outbox.Event
+	bridge    *clusterevents.Bridge // nil unless the program set processID
 
 	ran atomic.Bool
 }
@@ -137,6 +144,18 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		d.outboxOut = make(chan outbox.Event, cap(d.outboxIn))
 		hc.OutboxEvents, hc.OutboxHistory = d.outboxOut, outboxWindow
 	}
+	if cfg.processID != "" {
+		// The hub sees every process's events: the bridge passes this
+		// one's through (counted by the metrics first) and feeds it the
+		// others'.
+		d.bridge = clusterevents.New(clusterevents.Config{
+			Process: cfg.processID, Transport: cfg.events,
+			Jobs: d.jobsOut, Outbox: d.outboxOut,
+			Logger: cfg.Logger.With("component", "clusterevents"),
+		})
+		hc.JobEvents, hc.OutboxEvents = d.bridge.Jobs(), d.bridge.Outbox()
+	}
+	hc.Processes = cfg.processes
 	d.metrics = web.NewMetrics(src)
 	d.hub = web.NewHub(hc)
 	d.metrics.AddHub(d.hub)
@@ -154,6 +173,7 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
 		Access:      web.Access{Authenticator: cfg.Authenticator, Login: cfg.Login, Hosts: cfg.AllowedHosts},
 		Audit:       d.audit,
+		Processes:   cfg.processes,
 		Metrics:     d.metrics,
 		Checks:      readyChecks(sqlDB, cfg.Outbox, proc),
 		Tracer:      cfg.Tracer,
@@ -195,6 +215,9 @@ func (d *Dashboard) Run(ctx context.Context) error {
 	wg.Go(func() {
 		audit.Pruner{Log: d.audit, Retention: d.cfg.AuditRetention, Logger: d.cfg.Logger.With("component", "audit")}.Run(ctx)
 	})
+	if d.bridge != nil {
+		wg.Go(func() { d.bridge.Run(ctx) })
+	}
 	d.hub.Run(ctx)
 	return nil
 }

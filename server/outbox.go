@@ -40,7 +40,10 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 	if err := outbox.Migrate(ctx, db); err != nil {
 		return fail(err)
 	}
-	relay, err := outbox.New(db, outbox.Config{Logger: log, Process: proc}) // it tags its own lines
+	// With no publisher and no demo, this process is a dashboard only: it
+	// leaves the messages to the processes that can send them.
+	watchOnly := !cfg.Demo && cfg.WebhookURL == "" && cfg.NATSURL == "" && cfg.AMQPURL == "" && cfg.RedisURL == ""
+	relay, err := outbox.New(db, outbox.Config{Logger: log, Process: proc, WatchOnly: watchOnly}) // it tags its own lines
 	if err != nil {
 		return fail(fmt.Errorf("outbox: %w", err))
 	}
@@ -115,7 +118,8 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		relay.RegisterDefault(tracing.Publisher(tp, outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email"))))
 		routes = append(routes, templates.Route{Topic: "*", To: "simulated email (demo)"})
 	default:
-		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url, -amqp-url, -redis-url): messages will wait, retry and then go dead")
+		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url, -amqp-url, -redis-url): this process sends no message; " +
+			"they wait for a Canal process that has a publisher")
 	}
 	for _, r := range routes {
 		log.Info("outbox route", "topic", r.Topic, "to", r.To)

@@ -68,14 +68,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log})
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Version: buildVersion()})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
 	}
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
-		Store: jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
+		// Without the demo this binary has no work kind: on PostgreSQL,
+		// where other processes may run them, it claims none.
+		WatchOnly: !cfg.Demo && qdrv.Dialect() == "postgres",
+		Store:     jobStore, Process: qproc, Workers: cfg.Workers, WorkCapacity: cfg.QueueCapacity, WorkPolicy: queuePolicy,
 		Logger: log.With("component", "jobs"),
 	})
 	if cfg.Demo {
@@ -111,6 +114,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// Other processes' events reach this one's hub over NOTIFY (or NATS).
+	transport, closeTransport, err := eventTransport(ctx, db, qdrv.Dialect(), cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeTransport()
 	// The web layer is the same dashboard a service mounts in its own mux
 	// (dashboard.go), here at the root (migrated above with the rest).
 	var ready atomic.Bool
@@ -120,6 +129,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AllowedOrigins: cfg.AllowedOrigins, Zone: cfg.Zone, AuditRetention: cfg.AuditRetention,
 		Tracer: tracer, Logger: log,
 		orders: orderRoutes, ready: ready.Load,
+		processes: qproc, processID: qproc.ID(), events: transport,
 	})
 	if err != nil {
 		return err
@@ -161,7 +171,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
-	hubDone.Go(func() { _ = dash.Run(hubCtx) }) // the hub, its taps, the audit pruner
+	hubDone.Go(func() { _ = dash.Run(hubCtx) }) // the hub, its taps, the events bridge, the audit pruner
 	// The demo's producers stop first on shutdown, before the jobs drain.
 	var demoDone sync.WaitGroup
 	defer demoDone.Wait()

@@ -38,6 +38,10 @@ type HubConfig struct {
 	JobHistory    JobWindow
 	OutboxHistory OutboxWindow
 	ResyncEvery   time.Duration
+	// Processes lists the processes sharing the database, read every
+	// ProcessesEvery (default 10s); nil shows none.
+	Processes      ProcessLister
+	ProcessesEvery time.Duration
 	// FeedSize bounds the live feed (default 30). Run history and work
 	// items are not kept here: the pages read them from the jobs store.
 	FeedSize int
@@ -70,6 +74,9 @@ func (c *HubConfig) defaults() {
 	}
 	if c.ResyncEvery <= 0 {
 		c.ResyncEvery = 10 * time.Second
+	}
+	if c.ProcessesEvery <= 0 {
+		c.ProcessesEvery = 10 * time.Second
 	}
 	if c.FeedSize <= 0 {
 		c.FeedSize = 30
@@ -199,6 +206,15 @@ func (h *Hub) Run(ctx context.Context) {
 		defer loader.Wait()
 		defer stopLoader()
 	}
+	var procReadings chan processes // nil without a lister: never ready
+	if h.cfg.Processes != nil {
+		procReadings = make(chan processes, 1)
+		pctx, stopProcs := context.WithCancel(ctx)
+		var procLoader sync.WaitGroup
+		procLoader.Go(func() { h.loadProcesses(pctx, procReadings) })
+		defer procLoader.Wait()
+		defer stopProcs()
+	}
 	// The renderer: jobs go out in order, frames come back in order. The
 	// hub never blocks on it: jobs wait in queue while it is busy.
 	renderIn, renderOut := make(chan *renderJob), make(chan *renderJob)
@@ -222,6 +238,8 @@ func (h *Hub) Run(ctx context.Context) {
 			h.deliver(st, job)
 		case hs := <-histories:
 			h.applyHistory(st, hs)
+		case p := <-procReadings:
+			h.applyProcesses(st, p)
 		case <-ctx.Done():
 			for c := range st.clients {
 				h.drop(st, c, websocket.StatusServiceRestart, "server restarting")
@@ -250,7 +268,9 @@ func (h *Hub) Run(ctx context.Context) {
 				continue
 			}
 			st.stats.EventsIn++
-			st.stats.JobEventsDropped = max(st.stats.JobEventsDropped, ev.Dropped)
+			if ev.Origin == "" {
+				st.stats.JobEventsDropped = max(st.stats.JobEventsDropped, ev.Dropped)
+			}
 			if h.applyJob(st, ev) {
 				h.discrete(rctx, st)
 			}

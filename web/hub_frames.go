@@ -89,8 +89,11 @@ func (h *Hub) dirtyState(st *hubState, tp topics) map[string]any {
 		data["outbox"] = h.outboxStats(st)
 	}
 	if st.dirty.queue && tp.has(topicOverview, topicWork) {
-		data["queue"] = st.queue
+		data["queue"] = h.queueStats(st)
 		data["pipelines"] = h.pipelines(st)
+	}
+	if st.dirty.processes && tp.has(topicOverview, topicProcesses) {
+		data["processes"] = h.processView(st)
 	}
 	if st.dirty.chart && tp.has(topicOverview) {
 		data["throughput"] = st.series.export()
@@ -135,13 +138,7 @@ func (h *Hub) failureSummary(st *hubState) map[string]any {
 	}
 }
 
-func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats {
-	out := make([]jobs.PipelineStats, 0, len(st.pipeOrder))
-	for _, n := range st.pipeOrder {
-		out = append(out, st.pipelines[n])
-	}
-	return out
-}
+func (h *Hub) pipelines(st *hubState) []jobs.PipelineStats { return h.mergedPipelines(st) }
 
 // wallParts lists the wall screen's fragments that changed (all for a
 // snapshot), with the topics each goes to: the wall's socket names what it
@@ -160,6 +157,9 @@ func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []part {
 	}
 	if all || st.dirty.queue {
 		add(func(t topics) bool { return t.has(topicOverview, topicWork) }, templates.WallQueues(v.Queue, true))
+	}
+	if all || st.dirty.processes {
+		add(func(t topics) bool { return t.has(topicOverview, topicProcesses) }, templates.WallProcesses(v.Processes, true))
 	}
 	if all || st.dirty.chart {
 		add(func(t topics) bool { return t.has(topicOverview) }, templates.Chart(v.Series, true))
@@ -216,10 +216,8 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 	for _, name := range st.jobOrder {
 		v.Jobs = append(v.Jobs, st.jobs[name])
 	}
-	if st.queue != nil {
-		q := *st.queue
-		v.Queue = &q
-	}
+	v.Queue = h.queueStats(st)
 	v.Outbox = h.outboxStats(st)
+	v.Processes = h.processView(st)
 	return v
 }

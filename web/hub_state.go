@@ -17,17 +17,18 @@ import (
 
 // dirty marks what changed since the last flush.
 type dirty struct {
-	jobs     map[string]bool
-	jobSet   bool // a job appeared or the list was replaced
-	outbox   bool
-	queue    bool
-	chart    bool
-	feed     bool
-	failures bool
+	jobs      map[string]bool
+	jobSet    bool // a job appeared or the list was replaced
+	outbox    bool
+	queue     bool
+	chart     bool
+	feed      bool
+	failures  bool
+	processes bool
 }
 
 func (d *dirty) any() bool {
-	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures
+	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures || d.processes
 }
 
 // pending is a discrete event waiting for the next frame.
@@ -59,6 +60,11 @@ type hubState struct {
 	series    series
 	feed      *ring[templates.FeedItem]
 	failures  *ring[templates.FeedItem]
+	// Other processes' figures, by process id (hub_processes.go), and the
+	// processes sharing the database as last read.
+	remoteQueues map[string]jobs.QueueStats
+	remotePipes  map[string]map[string]jobs.PipelineStats
+	procs        processes
 
 	dirty     dirty
 	pending   []pending
@@ -68,14 +74,16 @@ type hubState struct {
 
 func (h *Hub) newState() *hubState {
 	return &hubState{
-		clients:   map[*client]struct{}{},
-		jobs:      map[string]jobs.Status{},
-		pipelines: map[string]jobs.PipelineStats{},
-		series:    newSeries(h.cfg.Bucket, h.cfg.Buckets, h.cfg.Now()),
-		feed:      newRing[templates.FeedItem](h.cfg.FeedSize),
-		failures:  newRing[templates.FeedItem](maxFailuresKept),
-		dirty:     dirty{jobs: map[string]bool{}},
-		changed:   changed{outbox: map[string]struct{}{}, jobs: map[string]struct{}{}},
+		clients:      map[*client]struct{}{},
+		jobs:         map[string]jobs.Status{},
+		pipelines:    map[string]jobs.PipelineStats{},
+		remoteQueues: map[string]jobs.QueueStats{},
+		remotePipes:  map[string]map[string]jobs.PipelineStats{},
+		series:       newSeries(h.cfg.Bucket, h.cfg.Buckets, h.cfg.Now()),
+		feed:         newRing[templates.FeedItem](h.cfg.FeedSize),
+		failures:     newRing[templates.FeedItem](maxFailuresKept),
+		dirty:        dirty{jobs: map[string]bool{}},
+		changed:      changed{outbox: map[string]struct{}{}, jobs: map[string]struct{}{}},
 	}
 }
 
@@ -135,6 +143,9 @@ func (c *changed) reset() {
 func (h *Hub) applyJob(st *hubState, ev jobs.Event) bool {
 	now := h.cfg.Now()
 	st.version++
+	if ev.Origin != "" && h.applyRemote(st, ev) {
+		return false
+	}
 	switch ev.Type {
 	case jobs.EventSnapshot:
 		if ev.Jobs != nil {
@@ -254,6 +265,9 @@ func (h *Hub) applyWork(st *hubState, ev jobs.Event, now time.Time) bool {
 // applyOutbox folds an outbox event into the view model; dead letters and
 // the answers to buttons are discrete.
 func (h *Hub) applyOutbox(st *hubState, ev outbox.Event) bool {
+	if ev.Origin != "" && ev.Type == outbox.EventStats {
+		return false // this process counts the shared table itself
+	}
 	now := h.cfg.Now()
 	st.version++
 	switch {

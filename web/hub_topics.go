@@ -16,14 +16,15 @@ import (
 
 // Topic names. A job, a message and a work item are named after a colon.
 const (
-	topicOverview = "overview" // every job card, the outbox and queue panels, the chart, the feed
-	topicOutbox   = "outbox"   // the outbox panel and the outbox list's changes
-	topicWork     = "work"     // the queue panel and the work list's changes
-	topicJob      = "job:"     // one job's card and its runs' changes
-	topicMessage  = "message:" // one outbox message's changes
-	topicItem     = "item:"    // one work item's changes
-	topicAudit    = "audit"    // the audit log's changes
-	maxTopics     = 8
+	topicOverview  = "overview"  // every job card, the outbox and queue panels, the chart, the feed
+	topicOutbox    = "outbox"    // the outbox panel and the outbox list's changes
+	topicWork      = "work"      // the queue panel and the work list's changes
+	topicJob       = "job:"      // one job's card and its runs' changes
+	topicMessage   = "message:"  // one outbox message's changes
+	topicItem      = "item:"     // one work item's changes
+	topicAudit     = "audit"     // the audit log's changes
+	topicProcesses = "processes" // the processes page's table
+	maxTopics      = 8
 )
 
 // topics is what one client's page shows; all (no topics given) is every
@@ -49,12 +50,12 @@ func parseTopics(s string) (topics, error) {
 	for _, n := range names {
 		n = strings.TrimSpace(n)
 		switch {
-		case n == topicOverview || n == topicOutbox || n == topicWork || n == topicAudit:
+		case n == topicOverview || n == topicOutbox || n == topicWork || n == topicAudit || n == topicProcesses:
 		case len(n) > len(topicJob) && strings.HasPrefix(n, topicJob) && len(n) <= 260:
 		case len(n) > len(topicMessage) && strings.HasPrefix(n, topicMessage) && len(n) <= 100:
 		case len(n) > len(topicItem) && strings.HasPrefix(n, topicItem) && len(n) <= 100:
 		default:
-			return topics{}, errors.New("unknown topic " + n + ": want overview, outbox, work, audit, job:NAME, message:ID or item:ID")
+			return topics{}, errors.New("unknown topic " + n + ": want overview, outbox, work, audit, processes, job:NAME, message:ID or item:ID")
 		}
 		t.set[n] = true
 	}
@@ -124,7 +125,12 @@ func (h *Hub) pageParts(st *hubState, all bool) []part {
 		add(func(t topics) bool { return t.has(topicOverview, topicOutbox) }, templates.OutboxPanel(h.outboxStats(st), true))
 	}
 	if all || st.dirty.queue {
-		add(func(t topics) bool { return t.has(topicOverview, topicWork) }, templates.QueuesPanel(st.queue, h.pipelines(st), true))
+		add(func(t topics) bool { return t.has(topicOverview, topicWork) }, templates.QueuesPanel(h.queueStats(st), h.pipelines(st), true))
+	}
+	if all || st.dirty.processes {
+		pv := h.processView(st)
+		add(func(t topics) bool { return t.has(topicOverview) }, templates.ProcessesPanel(pv, true))
+		add(func(t topics) bool { return t.has(topicProcesses) }, templates.ProcessesTable(pv, true))
 	}
 	if all || st.dirty.chart {
 		add(func(t topics) bool { return t.has(topicOverview) }, templates.Chart(st.series.export(), true))

@@ -51,6 +51,9 @@ type Deps struct {
 	// Access is who may do what; the zero value is open to loopback
 	// Host names only (Canal's default with no tokens configured).
 	Access Access
+	// Processes lists every process sharing the database (*queue.Process);
+	// nil shows none.
+	Processes ProcessLister
 	// Audit stores every command and write (*audit.Log); nil leaves the
 	// audit log and its pages out.
 	Audit AuditLog
@@ -231,6 +234,10 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 		app.POST("/api/outbox/:id/retry", retryOutbox(d.Outbox), operator...)
 		app.DELETE("/api/outbox/:id", deleteOutbox(d.Outbox), operator...)
 	}
+
+	// Every process sharing the database (read-only).
+	app.GET("/processes", processesPage(d.Processes), viewer)
+	app.GET("/api/processes", listProcesses(d.Processes), viewer)
 
 	// Audit log (who did what; read-only).
 	if d.Audit != nil {

@@ -101,6 +101,8 @@ type Reader interface {
 	// OldestOpen is the creation time of the oldest pending, held, running
 	// or rescued item of queue, 0 if none.
 	OldestOpen(ctx context.Context, queue string) (int64, error)
+	// Processes reads up to limit process rows, the latest heartbeat first.
+	Processes(ctx context.Context, limit int) ([]ProcessRow, error)
 	// Cleanup deletes up to limit done or dropped items of queue finished
 	// before beforeUS, with their attempts.
 	Cleanup(ctx context.Context, queue string, beforeUS int64, limit int) (int64, error)
@@ -147,6 +149,7 @@ type ProcessRow struct {
 	PID         int
 	StartedUS   int64
 	HeartbeatUS int64
+	Version     string // the program's build ("devel" when unknown)
 }
 
 // Filter selects items of one queue; a zero field matches any.

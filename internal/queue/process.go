@@ -17,7 +17,14 @@ type ProcessConfig struct {
 	RescueInterval time.Duration    // how often expired leases are looked for: 1 s
 	Clock          func() time.Time // time.Now
 	Logger         *slog.Logger     // slog.Default()
+	// Version is the program's build, stored in the heartbeat row for
+	// the processes page ("devel" when empty).
+	Version string
 }
+
+// LostAfter is how many heartbeat intervals a process may miss before it is
+// shown as lost (its leases expire and are rescued on their own schedule).
+const LostAfter = 5
 
 // Process is one running program's presence: a unique id (host, pid,
 // random), a heartbeat row, the lease renewal of every Client it runs, the
@@ -52,18 +59,68 @@ func NewProcess(drv Driver, cfg ProcessConfig) *Process {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Version == "" {
+		cfg.Version = "devel"
+	}
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	return &Process{
 		drv: drv, cfg: cfg, log: cfg.Logger.With("component", "queue", "process", id),
-		row: ProcessRow{ID: id, Host: host, PID: os.Getpid()},
+		row: ProcessRow{ID: id, Host: host, PID: os.Getpid(), Version: cfg.Version},
 	}
 }
 
 // ID is the process's unique id, the owner of what its Clients claim.
 func (p *Process) ID() string { return p.row.ID }
+
+// ProcessInfo is a process as the dashboard shows it.
+type ProcessInfo struct {
+	ID        string    `json:"id"`
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	Started   time.Time `json:"started"`
+	Heartbeat time.Time `json:"heartbeat"`
+	// Lost: no heartbeat for LostAfter intervals (killed, frozen or cut
+	// off from the database); a process that stops cleanly removes its row.
+	Lost bool `json:"lost"`
+	// Self: the process answering.
+	Self bool `json:"self"`
+}
+
+// ListLostFor is how long List still shows a lost process.
+const ListLostFor = 24 * time.Hour
+
+// maxProcessesListed bounds List.
+const maxProcessesListed = 200
+
+// List reads every process row sharing the database (up to a bound), the
+// latest heartbeat first, each marked lost or not as of now.
+func (p *Process) List(ctx context.Context) ([]ProcessInfo, error) {
+	rows, err := p.drv.Processes(ctx, maxProcessesListed)
+	if err != nil {
+		return nil, err
+	}
+	now := p.cfg.Clock()
+	lost := LostAfter * p.cfg.Heartbeat
+	out := make([]ProcessInfo, 0, len(rows))
+	for _, r := range rows {
+		if now.Sub(FromUS(r.HeartbeatUS)) > ListLostFor {
+			continue // long gone: a restart has a new id
+		}
+		out = append(out, ProcessInfo{
+			ID: r.ID, Host: r.Host, PID: r.PID, Version: r.Version,
+			Started: FromUS(r.StartedUS).UTC(), Heartbeat: FromUS(r.HeartbeatUS).UTC(),
+			Lost: now.Sub(FromUS(r.HeartbeatUS)) > lost, Self: r.ID == p.row.ID,
+		})
+	}
+	return out, nil
+}
+
+// HeartbeatEvery is the process's heartbeat interval.
+func (p *Process) HeartbeatEvery() time.Duration { return p.cfg.Heartbeat }
 
 func (p *Process) add(c *Client) {
 	p.mu.Lock()

@@ -482,9 +482,9 @@ func (d *Driver) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 // Heartbeat upserts the process row and renews its leases on ids.
 func (d *Driver) Heartbeat(ctx context.Context, p queue.ProcessRow, ids []int64, leaseUS int64) error {
-	_, err := d.stmts.Exec(ctx, nil, `INSERT INTO canal_queue_processes (id, host, pid, started_us, heartbeat_us)
-VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat_us = excluded.heartbeat_us`,
-		p.ID, p.Host, p.PID, p.StartedUS, p.HeartbeatUS)
+	_, err := d.stmts.Exec(ctx, nil, `INSERT INTO canal_queue_processes (id, host, pid, started_us, heartbeat_us, version)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET heartbeat_us = excluded.heartbeat_us`,
+		p.ID, p.Host, p.PID, p.StartedUS, p.HeartbeatUS, p.Version)
 	if err != nil || len(ids) == 0 {
 		return err
 	}

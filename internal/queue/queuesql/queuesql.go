@@ -495,6 +495,28 @@ func (r Reader) OldestOpen(ctx context.Context, q string) (int64, error) {
 	return oldest, nil
 }
 
+// Processes reads up to limit process rows, the latest heartbeat first.
+func (r Reader) Processes(ctx context.Context, limit int) ([]queue.ProcessRow, error) {
+	var rows []struct {
+		ID          string
+		Host        string
+		PID         int `gorm:"column:pid"`
+		StartedUS   int64
+		HeartbeatUS int64
+		Version     string
+	}
+	err := r.DB.WithContext(ctx).Raw(`SELECT id, host, pid, started_us, heartbeat_us, version FROM canal_queue_processes
+ORDER BY heartbeat_us DESC, id LIMIT ?`, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("read processes: %w", err)
+	}
+	out := make([]queue.ProcessRow, len(rows))
+	for i, p := range rows {
+		out[i] = queue.ProcessRow(p)
+	}
+	return out, nil
+}
+
 // Cleanup deletes done items, then dropped ones, finished before beforeUS,
 // with their attempts: at most limit rows, oldest first, each state over
 // its own partial index.

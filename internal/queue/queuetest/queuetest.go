@@ -293,9 +293,16 @@ func testHeartbeat(t *testing.T, d queue.Driver, db *gorm.DB) {
 	ctx := context.Background()
 	insert(t, d, db, item("a", ""), item("b", ""))
 	got := claim(t, d, "p", 10)
-	p := queue.ProcessRow{ID: "p", Host: "h", PID: 1, StartedUS: us(0), HeartbeatUS: us(time.Second)}
+	p := queue.ProcessRow{ID: "p", Host: "h", PID: 1, StartedUS: us(0), HeartbeatUS: us(time.Second), Version: "v1.2.3"}
 	if err := d.Heartbeat(ctx, p, []int64{got[0].ID}, us(10*time.Minute)); err != nil {
 		t.Fatalf("heartbeat: %v", err)
+	}
+	p.HeartbeatUS = us(2 * time.Second)
+	if err := d.Heartbeat(ctx, p, nil, 0); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if ps, err := d.Processes(ctx, 10); err != nil || len(ps) != 1 || ps[0] != p {
+		t.Fatalf("processes: %+v %v, want [%+v]", ps, err, p)
 	}
 	if n, err := d.Rescue(ctx, us(2*time.Minute), 100); err != nil || n != 1 {
 		t.Fatalf("rescue after renewal: %d %v, want only the unrenewed one", n, err)
@@ -305,6 +312,9 @@ func testHeartbeat(t *testing.T, d queue.Driver, db *gorm.DB) {
 	}
 	if err := d.Forget(ctx, "p"); err != nil {
 		t.Fatalf("forget: %v", err)
+	}
+	if ps, err := d.Processes(ctx, 10); err != nil || len(ps) != 0 {
+		t.Fatalf("processes after forget: %+v %v, want none", ps, err)
 	}
 }
 

@@ -1,0 +1,52 @@
+package sqlite_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/canalhq/canal/internal/queue"
+)
+
+// Process.List shows every process row with its version, this process as
+// self, one that missed LostAfter heartbeats as lost, and no longer one
+// lost for more than ListLostFor.
+func TestProcessListMarksLost(t *testing.T) {
+	d, _ := open(t)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := queue.NewProcess(d, queue.ProcessConfig{Heartbeat: time.Second, Clock: func() time.Time { return now }, Version: "v9"})
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(ctx) }()
+	for _, r := range []queue.ProcessRow{
+		{ID: "fresh", Host: "h", PID: 2, StartedUS: queue.US(now.Add(-time.Hour)), HeartbeatUS: queue.US(now.Add(-2 * time.Second)), Version: "v8"},
+		{ID: "lost", Host: "h", PID: 3, StartedUS: queue.US(now.Add(-time.Hour)), HeartbeatUS: queue.US(now.Add(-6 * time.Second))},
+		{ID: "gone", Host: "h", PID: 4, StartedUS: queue.US(now.Add(-72 * time.Hour)), HeartbeatUS: queue.US(now.Add(-25 * time.Hour))},
+	} {
+		if err := d.Heartbeat(ctx, r, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := p.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]queue.ProcessInfo{}
+	for _, pr := range list {
+		got[pr.ID] = pr
+	}
+	if len(list) != 3 {
+		t.Fatalf("listed %v, want this one, fresh and lost (not gone)", got)
+	}
+	if me := got[p.ID()]; !me.Self || me.Lost || me.Version != "v9" || !me.Heartbeat.Equal(now) {
+		t.Fatalf("this process: %+v", me)
+	}
+	if f := got["fresh"]; f.Lost || f.Self || f.Version != "v8" || f.PID != 2 {
+		t.Fatalf("fresh: %+v", f)
+	}
+	if l := got["lost"]; !l.Lost {
+		t.Fatalf("lost: %+v, want lost after %d missed heartbeats", l, queue.LostAfter)
+	}
+}
