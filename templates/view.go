@@ -38,6 +38,8 @@ type View struct {
 	// HistoryAt is when the windows were last read from stored history;
 	// zero until the first reading (they count only live events until then).
 	HistoryAt time.Time `json:"historyAt,omitzero"`
+	// Database says whether the database answers (a banner while not).
+	Database Database `json:"database"`
 }
 
 // Changed names what changed since the hub's last frame, for the pages'

@@ -118,6 +118,9 @@ func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []templ.Component
 	if all || st.dirty.failures || st.dirty.outbox || len(st.dirty.jobs) > 0 {
 		out = append(out, templates.WallFailures(v, true))
 	}
+	if all || st.dirty.db {
+		out = append(out, templates.DatabaseBanner(st.db, true))
+	}
 	return append(out, templates.WallStamp(v, true))
 }
 
@@ -158,6 +161,7 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 		FailureCount:  int(st.series.sum(st.series.fails)),
 		FailureWindow: st.series.span(),
 		HistoryAt:     st.historyAt,
+		Database:      st.db,
 	}
 	for _, name := range st.jobOrder {
 		v.Jobs = append(v.Jobs, st.jobs[name])

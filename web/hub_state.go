@@ -24,10 +24,11 @@ type dirty struct {
 	chart    bool
 	feed     bool
 	failures bool
+	db       bool
 }
 
 func (d *dirty) any() bool {
-	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures
+	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures || d.db
 }
 
 // pending is a discrete event waiting for the next frame.
@@ -60,6 +61,7 @@ type hubState struct {
 	series    series
 	feed      *ring[templates.FeedItem]
 	failures  *ring[templates.FeedItem]
+	db        templates.Database // HubConfig.Database's state, as shown
 
 	dirty     dirty
 	pending   []pending

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
 	"github.com/canalhq/canal/templates"
@@ -68,6 +69,9 @@ type Deps struct {
 	// Zone is the zone every page shows times in (-display-tz); nil shows
 	// each viewer's own. The hub must be given the same (HubConfig.Zone).
 	Zone *time.Location
+	// Database is the process's view of the database (queue.Process's
+	// Outage): every page shows its banner while it is away. Nil: none.
+	Database *outage.Monitor
 }
 
 // New returns the HTTP handler with every route.
@@ -106,6 +110,7 @@ func New(d Deps) *echo.Echo {
 	logins := newLoginLimiter(d.Access.FailedLogins)
 	e.Use(d.Access.identify(logins))
 	e.Use(withZone(d.Zone))
+	e.Use(withDatabase(d.Database))
 	addRoutes(e, d, logins)
 	return e
 }
