@@ -20,6 +20,7 @@ import (
 	_ "time/tzdata" // -display-tz works on machines without a zone database
 
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"
@@ -69,7 +70,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log})
+	// One view of the database for every loop of this process: an outage
+	// is logged once, shown on every page and fails /readyz.
+	dbState := outage.New(log.With("component", "database"))
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Outage: dbState})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
@@ -121,6 +125,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		JobHistory:    proc,
 		OutboxHistory: relay,
 		Zone:          cfg.Zone,
+		Database:      dbState,
 		Logger:        log.With("component", "hub"),
 	})
 	metrics.AddHub(hub)
@@ -144,11 +149,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Access:      access,
 		Audit:       auditLog,
 		Metrics:     metrics,
-		Checks:      readyChecks(sqlDB, relay, proc),
+		Checks:      readyChecks(sqlDB, dbState, relay, proc),
 		Tracer:      tracer,
 		Ready:       ready.Load,
 		Started:     time.Now(),
 		Zone:        cfg.Zone,
+		Database:    dbState,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -360,9 +366,17 @@ func newHTTPServer(h http.Handler, log *slog.Logger, t httpTimeouts) *http.Serve
 
 // readyChecks are what /readyz asks: the database answers, the relay's
 // loop still takes its periodic snapshot, and the work queues have room.
-func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
+func readyChecks(db *sql.DB, dbState *outage.Monitor, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
 	return []web.ReadyCheck{
-		{Name: "database", Down: "database unreachable", Check: db.PingContext},
+		{Name: "database", Down: "database unreachable", Check: func(ctx context.Context) error {
+			began := time.Now()
+			err := db.PingContext(ctx)
+			dbState.Observe(began, err)
+			if st := dbState.Status(); !st.Available {
+				return fmt.Errorf("database unavailable since %s: %s", st.Since.UTC().Format(time.RFC3339), st.Reason)
+			}
+			return err
+		}},
 		{Name: "relay", Down: "outbox relay stuck or unreachable", Check: func(ctx context.Context) error {
 			st, err := relay.Stats(ctx)
 			if err != nil {
