@@ -49,8 +49,8 @@ const readyTimeout = time.Second
 
 // readyz is readiness: 200 when every check passes within readyTimeout,
 // else 503 with each failing check's reason: its error for an
-// authenticated caller, its general words for an anonymous one; the error
-// is logged either way.
+// authenticated caller, its general words for an anonymous one; the errors
+// are logged when the set of failing checks changes (see readyLog).
 func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.HandlerFunc {
 	var transitions readyLog
 	return func(c echo.Context) error {
