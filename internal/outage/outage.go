@@ -162,22 +162,29 @@ func (m *Monitor) Settled(d time.Duration) bool {
 }
 
 // Unavailable reports whether err says the database cannot be reached or
-// is not serving (refused or dropped connections, a server shutting down or
-// starting up, a call that timed out), as opposed to an error in the call
-// itself (a constraint, a syntax error), which retrying would not fix.
+// is not serving (refused, failed or dropped connections, a server shutting
+// down or starting up), as opposed to an error in the call itself (a
+// constraint, a syntax error), which retrying would not fix. A call that
+// merely ran past its deadline is not an outage: a busy database is slow,
+// not away, and a probe's short deadline must not raise the banner.
 func Unavailable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || pgconn.Timeout(err) {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
 		return true
 	}
-	var ce *pgconn.ConnectError
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
 	var ne net.Error
-	if errors.As(err, &ce) || errors.As(err, &ne) {
+	if errors.As(err, &ne) && !ne.Timeout() {
 		return true
 	}
 	var st interface{ SQLState() string }

@@ -142,12 +142,13 @@ func TestUnavailable(t *testing.T) {
 		{context.Canceled, false},
 		{errors.New("UNIQUE constraint failed"), false},
 		{&pgconn.PgError{Code: "23505"}, false},
-		{fmt.Errorf("x: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), false}, // slow, not away
 		{fmt.Errorf("x: %w", driver.ErrBadConn), true},
 		{io.ErrUnexpectedEOF, true},
 		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
 		{fmt.Errorf("complete: %w", &pgconn.PgError{Code: "57P01"}), true},
 		{&pgconn.PgError{Code: "08006"}, true},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
 		{&pgconn.PgError{Code: "57P03"}, true},
 		{errors.New("failed to connect to `user=postgres database=test`: dial error"), true},
 	}
