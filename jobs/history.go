@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/canalhq/canal/internal/outage"
 )
 
 // Page sizes of Runs and ListWork.
@@ -221,10 +223,11 @@ type recorder struct {
 	stopping atomic.Bool
 	dropped  atomic.Uint64
 	pruned   map[string]int // runs recorded per job since its last prune; absent: never pruned
+	db       *outage.Monitor
 }
 
-func newRecorder(s Store, keep int, log *slog.Logger) *recorder {
-	return &recorder{store: s, keep: keep, log: log, in: make(chan runRecord, recordBuffer), done: make(chan struct{}), pruned: map[string]int{}}
+func newRecorder(s Store, keep int, log *slog.Logger, db *outage.Monitor) *recorder {
+	return &recorder{store: s, keep: keep, log: log, db: db, in: make(chan runRecord, recordBuffer), done: make(chan struct{}), pruned: map[string]int{}}
 }
 
 // add hands a run over without blocking.
@@ -268,7 +271,8 @@ func (r *recorder) stop() {
 }
 
 // write records a batch, trying again with backoff while the database
-// fails (once only while stopping), then prunes the jobs it touched.
+// fails (for as long as it is away, five times for another error, once
+// only while stopping), then prunes the jobs it touched.
 func (r *recorder) write(batch []runRecord) {
 	runs := make([]JobRun, len(batch))
 	last := map[string]int{} // each job's last state in the batch
@@ -282,21 +286,25 @@ func (r *recorder) write(batch []runRecord) {
 		last[rec.state.Name] = len(states)
 		states = append(states, rec.state)
 	}
-	delay := 100 * time.Millisecond
+	b := outage.Backoff{Min: 100 * time.Millisecond}
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		began := time.Now()
 		err := r.store.RecordRuns(ctx, runs, states)
 		cancel()
+		lerr := r.db.Observe(began, err)
 		if err == nil {
 			break
 		}
-		if r.stopping.Load() || try == 5 {
+		if r.stopping.Load() || try >= 5 && !outage.Unavailable(err) {
 			r.log.Error("run history not recorded", "runs", len(runs), "err", err)
 			return
 		}
-		r.log.Warn("record run history; trying again", "runs", len(runs), "in", delay, "err", err)
+		delay := b.Next()
+		if lerr != nil {
+			r.log.Warn("record run history; trying again", "runs", len(runs), "in", delay, "err", lerr)
+		}
 		time.Sleep(delay)
-		delay *= 2
 	}
 	for _, s := range states {
 		n, seen := r.pruned[s.Name]

@@ -485,10 +485,11 @@ func (pl *pool) cleanup(ctx context.Context) {
 		}
 		for range 10 { // at most 10 batches a round; the rest next time
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			began := time.Now()
 			n, err := pl.drv.Cleanup(cctx, workQueue, queue.US(pl.now().Add(-pl.cfg.WorkRetention)), cleanupBatch)
 			cancel()
 			if err != nil {
-				if ctx.Err() == nil {
+				if err := pl.proc.Outage().Observe(began, err); err != nil && ctx.Err() == nil {
 					pl.cfg.Logger.Warn("work retention cleanup", "err", err)
 				}
 				break
@@ -503,8 +504,9 @@ func (pl *pool) cleanup(ctx context.Context) {
 const cleanupBatch = 1000
 
 func (pl *pool) stats(ctx context.Context, s *QueueStats) {
+	began := time.Now()
 	due, later, err := pl.store.depths(ctx, queue.US(pl.now()), CountLimit)
-	if err != nil && ctx.Err() == nil {
+	if err := pl.proc.Outage().Observe(began, err); err != nil && ctx.Err() == nil {
 		pl.cfg.Logger.Warn("queue depths", "err", err)
 	}
 	for p := range numPriorities {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/internal/queue"
 )
 
@@ -252,7 +253,14 @@ func NewProcessor(cfg Config) *Processor {
 		if gs, ok := cfg.Store.(gormStore); ok {
 			p.pool = newPool(&p.cfg, p.events, gs)
 		}
-		p.recorder = newRecorder(cfg.Store, p.cfg.RunHistory, p.cfg.Logger)
+		var db *outage.Monitor // the process's view of the database
+		switch {
+		case p.pool != nil:
+			db = p.pool.proc.Outage()
+		case cfg.Process != nil:
+			db = cfg.Process.Outage()
+		}
+		p.recorder = newRecorder(cfg.Store, p.cfg.RunHistory, p.cfg.Logger, db)
 	}
 	if ls, ok := cfg.Store.(leaseStore); ok && p.pool != nil {
 		p.lease = ls

@@ -97,11 +97,12 @@ func (r *Relay) publishStats(ctx context.Context) {
 	// as an error by gorm at every shutdown. The timeout still bounds it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StatsInterval*5)
 	defer cancel()
+	began := time.Now()
 	s, err := r.dbStats(cctx)
+	if err := r.outage.Load().Observe(began, err); err != nil && ctx.Err() == nil {
+		r.log.Warn("outbox stats failed", "err", err)
+	}
 	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("outbox stats failed", "err", err)
-		}
 		return
 	}
 	r.stats.Store(&s)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/dialect"
 	"gorm.io/gorm"
@@ -143,6 +144,9 @@ type Relay struct {
 	running  atomic.Bool
 	// The client of the running Run, for Wake.
 	client atomic.Pointer[queue.Client]
+	// The running Run's view of the database (its queue process's): an
+	// outage is logged once, not by each stats poll.
+	outage atomic.Pointer[outage.Monitor]
 }
 
 // New returns a relay for the outbox in db (see Migrate). The engine's
@@ -261,6 +265,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	r.outage.Store(proc.Outage())
 	client, err := queue.NewClient(r.drv, proc, queue.Config{
 		Queue: queueName, Workers: r.cfg.Workers, MaxFetch: r.cfg.BatchSize,
 		Lease: r.cfg.Lease, Timeout: r.cfg.PublishTimeout, PollInterval: r.cfg.PollInterval,
@@ -365,9 +370,10 @@ func (r *Relay) cleaner(ctx context.Context) {
 		before := r.now().Add(-r.cfg.Retention).UnixMicro()
 		var total int64
 		for ctx.Err() == nil {
+			began := time.Now()
 			n, err := r.drv.Cleanup(ctx, queueName, before, r.cfg.CleanupBatch)
 			if err != nil {
-				if ctx.Err() == nil {
+				if err := r.outage.Load().Observe(began, err); err != nil && ctx.Err() == nil {
 					r.log.Error("outbox cleanup failed", "err", err)
 				}
 				break

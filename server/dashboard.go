@@ -12,6 +12,7 @@ import (
 
 	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/internal/clusterevents"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -72,6 +73,7 @@ type DashboardConfig struct {
 	processes web.ProcessLister
 	processID string
 	events    clusterevents.Transport
+	database  *outage.Monitor // the process's view of the database (nil: none)
 }
 
 // Dashboard is Canal's web layer: pages, WebSockets and the JSON API over
@@ -155,7 +157,7 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		})
 		hc.JobEvents, hc.OutboxEvents = d.bridge.Jobs(), d.bridge.Outbox()
 	}
-	hc.Processes = cfg.processes
+	hc.Processes, hc.Database = cfg.processes, cfg.database
 	d.metrics = web.NewMetrics(src)
 	d.hub = web.NewHub(hc)
 	d.metrics.AddHub(d.hub)
@@ -175,7 +177,8 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		Audit:       d.audit,
 		Processes:   cfg.processes,
 		Metrics:     d.metrics,
-		Checks:      readyChecks(sqlDB, cfg.Outbox, proc),
+		Checks:      readyChecks(sqlDB, cfg.database, cfg.Outbox, proc),
+		Database:    cfg.database,
 		Tracer:      cfg.Tracer,
 		Ready:       cfg.ready,
 		Started:     time.Now(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/internal/redact"
 	"log/slog"
 	"strings"
@@ -49,6 +50,22 @@ func sqliteDSN(path string) (string, string, error) {
 	return "sqlite", path + sep + q, nil
 }
 
+// outageQuiet is gorm's query log without the errors of a database that is
+// away: the outage monitor logs those once (internal/outage), where gorm
+// would log every query every loop makes until it is back.
+type outageQuiet struct{ logger.Interface }
+
+func (q outageQuiet) LogMode(l logger.LogLevel) logger.Interface {
+	return outageQuiet{q.Interface.LogMode(l)}
+}
+
+func (q outageQuiet) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if outage.Unavailable(err) {
+		return
+	}
+	q.Interface.Trace(ctx, begin, fc, err)
+}
+
 // openDB connects and checks the connection.
 func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) {
 	name, dsn, err := dialect(db)
@@ -56,7 +73,7 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 		return nil, err
 	}
 	gcfg := &gorm.Config{
-		Logger:  logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		Logger:  outageQuiet{logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true})},
 		NowFunc: func() time.Time { return time.Now().UTC() },
 	}
 	var dial gorm.Dialector

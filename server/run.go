@@ -19,6 +19,7 @@ import (
 	"time"
 	_ "time/tzdata" // -display-tz works on machines without a zone database
 
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/internal/queue"
 	queuedialect "github.com/canalhq/canal/internal/queue/dialect"
 	"github.com/canalhq/canal/internal/redact"
@@ -68,7 +69,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Version: buildVersion()})
+	// One view of the database for every loop of this process: an outage
+	// is logged once, shown on every page and fails /readyz.
+	dbState := outage.New(log.With("component", "database"))
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Version: buildVersion(), Outage: dbState})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
@@ -129,7 +133,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AllowedOrigins: cfg.AllowedOrigins, Zone: cfg.Zone, AuditRetention: cfg.AuditRetention,
 		Tracer: tracer, Logger: log,
 		orders: orderRoutes, ready: ready.Load,
-		processes: qproc, processID: qproc.ID(), events: transport,
+		processes: qproc, processID: qproc.ID(), events: transport, database: dbState,
 	})
 	if err != nil {
 		return err
@@ -341,9 +345,17 @@ func newHTTPServer(h http.Handler, log *slog.Logger, t httpTimeouts) *http.Serve
 
 // readyChecks are what /readyz asks: the database answers, the relay's
 // loop still takes its periodic snapshot, and the work queues have room.
-func readyChecks(db *sql.DB, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
+func readyChecks(db *sql.DB, dbState *outage.Monitor, relay *outbox.Relay, proc *jobs.Processor) []web.ReadyCheck {
 	return []web.ReadyCheck{
-		{Name: "database", Down: "database unreachable", Check: db.PingContext},
+		{Name: "database", Down: "database unreachable", Check: func(ctx context.Context) error {
+			began := time.Now()
+			err := db.PingContext(ctx)
+			dbState.Observe(began, err)
+			if st := dbState.Status(); !st.Available {
+				return fmt.Errorf("database unavailable since %s: %s", st.Since.UTC().Format(time.RFC3339), st.Reason)
+			}
+			return err
+		}},
 		{Name: "relay", Down: "outbox relay stuck or unreachable", Check: func(ctx context.Context) error {
 			if relay == nil { // a mounted dashboard without an outbox
 				return nil

@@ -40,6 +40,8 @@ type View struct {
 	HistoryAt time.Time `json:"historyAt,omitzero"`
 	// Processes is every Canal process sharing the database.
 	Processes Processes `json:"processes"`
+	// Database says whether the database answers (a banner while not).
+	Database Database `json:"database"`
 }
 
 // Changed names what changed since the hub's last frame, for the pages'

@@ -85,6 +85,9 @@ func (rc recorder) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
 		defer cancel()
 		stored, aerr := rc.log.Record(ctx, e)
+		if errors.Is(aerr, audit.ErrHeld) {
+			return err // written when the database is back; the outage is logged once
+		}
 		if aerr != nil {
 			rc.logger.Error("audit record failed", "action", action, "who", e.Who, "err", aerr)
 			return err

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/canalhq/canal/internal/outage"
+
 	"github.com/labstack/echo/v4"
 )
 
@@ -25,9 +27,15 @@ func jsonError(c echo.Context, status int, msg string) error {
 	return c.JSON(status, apiError{Error: msg})
 }
 
+// msgDatabaseUnavailable answers a request that needed the database while
+// it is away.
+const msgDatabaseUnavailable = "database unavailable: try again in a few seconds"
+
 // errorHandler turns errors that escaped a handler into JSON. Echo's own
 // errors (404 for an unknown route, 405, a malformed body) keep their status;
-// anything else is a 500 that is logged, with no internals in the body.
+// an error that says the database is away is a 503 (a page for a browser,
+// JSON otherwise); anything else is a 500 that is logged, with no
+// internals in the body.
 func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
@@ -43,6 +51,13 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 			}
 			_ = c.JSON(he.Code, apiError{Error: msg})
+			return
+		}
+		if outage.Unavailable(err) {
+			// Not the server's fault nor the caller's: the database is
+			// away (the log says so once, see internal/outage).
+			c.Response().Header().Set("Retry-After", retryAfter)
+			_ = deny(c, http.StatusServiceUnavailable, msgDatabaseUnavailable)
 			return
 		}
 		log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)

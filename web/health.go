@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,16 +15,19 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// healthz is liveness: 200 once the program has started, 503 while it
-// starts or stops, and nothing else; the database, the relay and the queue
-// are /readyz's, since restarting the process would fix none of them.
+// healthz is liveness: 200 whenever this process answers HTTP at all,
+// starting, stopping or with its database away. A liveness probe that
+// fails gets the process restarted, which would cut a graceful drain short
+// and would fix no outage of the database, the relay or the queue: those
+// are /readyz's, which takes the process out of a load balancer instead.
 func healthz(ready func() bool, started time.Time) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		status := "ok"
 		if !ready() {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "starting or stopping"})
+			status = "starting or stopping"
 		}
 		return c.JSON(http.StatusOK, map[string]any{
-			"status": "ok",
+			"status": status,
 			"uptime": time.Since(started).Round(time.Second).String(),
 		})
 	}
@@ -43,9 +49,10 @@ const readyTimeout = time.Second
 
 // readyz is readiness: 200 when every check passes within readyTimeout,
 // else 503 with each failing check's reason: its error for an
-// authenticated caller, its general words for an anonymous one; the error
-// is logged either way.
+// authenticated caller, its general words for an anonymous one; the errors
+// are logged when the set of failing checks changes (see readyLog).
 func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.HandlerFunc {
+	var transitions readyLog
 	return func(c echo.Context) error {
 		detailed := auth.From(c.Request().Context()).Role != auth.Anonymous
 		reasons := map[string]string{}
@@ -54,6 +61,10 @@ func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.Handl
 		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
+		errs := map[string]string{}
+		if !ready() {
+			errs["program"] = reasons["program"]
+		}
 		for _, ck := range checks {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
@@ -67,7 +78,9 @@ func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.Handl
 					err = ctx.Err()
 				}
 				if err != nil {
-					log.Warn("not ready", "check", ck.Name, "err", err)
+					mu.Lock()
+					errs[ck.Name] = err.Error()
+					mu.Unlock()
 					why := err.Error()
 					if !detailed {
 						why = cmp.Or(ck.Down, ck.Name+" not ready")
@@ -79,10 +92,33 @@ func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.Handl
 			})
 		}
 		wg.Wait()
+		transitions.note(log, errs)
 		if len(reasons) > 0 {
 			c.Response().Header().Set("Retry-After", retryAfter)
 			return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 		}
 		return c.JSON(http.StatusOK, map[string]any{"status": "ready"})
+	}
+}
+
+// readyLog logs readiness on its changes only: a probe asks every few
+// seconds, and an outage is one line, not one per probe.
+type readyLog struct {
+	mu   sync.Mutex
+	last string // the failing checks' names, sorted; "" when ready
+}
+
+func (r *readyLog) note(log *slog.Logger, errs map[string]string) {
+	key := strings.Join(slices.Sorted(maps.Keys(errs)), ",")
+	r.mu.Lock()
+	changed := key != r.last
+	r.last = key
+	r.mu.Unlock()
+	switch {
+	case !changed:
+	case key == "":
+		log.Info("ready again")
+	default:
+		log.Warn("not ready", "checks", errs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -55,8 +56,11 @@ type HubConfig struct {
 	// Prefix is the path the dashboard is mounted under (Deps.Prefix):
 	// the links and forms of fragments carry it.
 	Prefix string
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Database is the process's view of the database: its banner goes out
+	// on every change and in every snapshot. Nil: always available.
+	Database *outage.Monitor
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 func (c *HubConfig) defaults() {
@@ -195,6 +199,9 @@ func (h *Hub) Run(ctx context.Context) {
 	flush := time.NewTicker(h.cfg.FlushEvery)
 	defer flush.Stop()
 	jobEvents, outboxEvents := h.cfg.JobEvents, h.cfg.OutboxEvents
+	dbChanges, unsubscribe := h.cfg.Database.Subscribe()
+	defer unsubscribe()
+	st.db = databaseView(h.cfg.Database.Status())
 	// Renders use a context that outlives nothing: fragments never wait.
 	rctx := templates.WithPrefix(templates.WithZone(context.WithoutCancel(ctx), h.cfg.Zone), templates.CleanPrefix(h.cfg.Prefix))
 	var histories chan history // nil without history: never ready
@@ -281,6 +288,14 @@ func (h *Hub) Run(ctx context.Context) {
 			}
 			st.stats.EventsIn++
 			if h.applyOutbox(st, ev) {
+				h.discrete(rctx, st)
+			}
+		case <-dbChanges:
+			if db := databaseView(h.cfg.Database.Status()); db != st.db {
+				st.db = db
+				st.dirty.db = true
+				st.version++
+				st.pending = append(st.pending, pending{Type: "database", At: h.cfg.Now(), Data: map[string]any{"database": db}})
 				h.discrete(rctx, st)
 			}
 		case <-flush.C:

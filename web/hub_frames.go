@@ -168,6 +168,9 @@ func (h *Hub) wallParts(st *hubState, now time.Time, all bool) []part {
 	if all || st.dirty.failures || st.dirty.outbox || len(st.dirty.jobs) > 0 {
 		add(func(t topics) bool { return t.has(topicOverview) }, templates.WallFailures(v, true))
 	}
+	if all || st.dirty.db {
+		add(func(topics) bool { return true }, templates.DatabaseBanner(st.db, true))
+	}
 	if len(out) == 0 {
 		return nil
 	}
@@ -212,6 +215,7 @@ func (h *Hub) view(st *hubState, now time.Time) templates.View {
 		FailureCount:  int(st.series.sum(st.series.fails)),
 		FailureWindow: st.series.span(),
 		HistoryAt:     st.historyAt,
+		Database:      st.db,
 	}
 	for _, name := range st.jobOrder {
 		v.Jobs = append(v.Jobs, st.jobs[name])

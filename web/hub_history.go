@@ -86,9 +86,13 @@ func (h *Hub) readHistory(ctx context.Context) (history, bool) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if h.cfg.JobHistory != nil {
+		began := time.Now()
 		w, err := h.cfg.JobHistory.Window(qctx, since, b, n, maxFailuresKept)
 		if err != nil {
-			h.cfg.Logger.Warn("read jobs history", "err", err)
+			// An outage is the database monitor's to log, once.
+			if err := h.cfg.Database.Observe(began, err); err != nil {
+				h.cfg.Logger.Warn("read jobs history", "err", err)
+			}
 			return history{}, false
 		}
 		for i := range n {
@@ -104,9 +108,13 @@ func (h *Hub) readHistory(ctx context.Context) (history, bool) {
 		}
 	}
 	if h.cfg.OutboxHistory != nil {
+		began := time.Now()
 		w, err := h.cfg.OutboxHistory.Window(qctx, since, b, n, maxFailuresKept)
 		if err != nil {
-			h.cfg.Logger.Warn("read outbox history", "err", err)
+			// An outage is the database monitor's to log, once.
+			if err := h.cfg.Database.Observe(began, err); err != nil {
+				h.cfg.Logger.Warn("read outbox history", "err", err)
+			}
 			return history{}, false
 		}
 		for i := range n {

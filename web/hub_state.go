@@ -25,10 +25,11 @@ type dirty struct {
 	feed      bool
 	failures  bool
 	processes bool
+	db        bool
 }
 
 func (d *dirty) any() bool {
-	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures || d.processes
+	return len(d.jobs) > 0 || d.jobSet || d.outbox || d.queue || d.chart || d.feed || d.failures || d.processes || d.db
 }
 
 // pending is a discrete event waiting for the next frame.
@@ -65,6 +66,7 @@ type hubState struct {
 	remoteQueues map[string]jobs.QueueStats
 	remotePipes  map[string]map[string]jobs.PipelineStats
 	procs        processes
+	db           templates.Database // HubConfig.Database's state, as shown
 
 	dirty     dirty
 	pending   []pending

@@ -159,6 +159,9 @@ func (h *Hub) pageParts(st *hubState, all bool) []part {
 			add(func(t topics) bool { return t.has(topicAudit) }, templates.Changes(templates.Changed{Audit: true}))
 		}
 	}
+	if all || st.dirty.db {
+		add(func(topics) bool { return true }, templates.DatabaseBanner(st.db, true))
+	}
 	add(func(topics) bool { return true }, templates.Seq(st.seq, true))
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 )
@@ -25,4 +26,24 @@ func withZone(loc *time.Location) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// withDatabase gives every page the database's state for its banner at its
+// first load (the hub's frames keep it current).
+func withDatabase(m *outage.Monitor) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			c.SetRequest(r.WithContext(templates.WithDatabase(r.Context(), databaseView(m.Status()))))
+			return next(c)
+		}
+	}
+}
+
+// databaseView is what the banner shows of st.
+func databaseView(st outage.Status) templates.Database {
+	if st.Available {
+		return templates.Database{}
+	}
+	return templates.Database{Down: true, Since: st.Since}
 }

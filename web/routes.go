@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/static"
 	"github.com/canalhq/canal/templates"
@@ -76,6 +77,9 @@ type Deps struct {
 	// every URL it sends carries it. The hub must be given the same
 	// (HubConfig.Prefix).
 	Prefix string
+	// Database is the process's view of the database (queue.Process's
+	// Outage): every page shows its banner while it is away. Nil: none.
+	Database *outage.Monitor
 }
 
 // New returns the HTTP handler with every route, under d.Prefix when set.
@@ -114,6 +118,7 @@ func New(d Deps) *echo.Echo {
 	logins := newLoginLimiter(d.Access.FailedLogins)
 	e.Use(d.Access.identify(logins))
 	e.Use(withZone(d.Zone))
+	e.Use(withDatabase(d.Database))
 	addRoutes(e, d, logins)
 	if p := templates.CleanPrefix(d.Prefix); p != "" {
 		return mountAt(p, e, d.Logger)

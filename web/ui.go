@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/templates"
@@ -203,7 +204,7 @@ func commandStatus(err error) int {
 	case errors.Is(err, outbox.ErrInvalidFilter), errors.Is(err, jobs.ErrInvalidInterval):
 		return http.StatusBadRequest
 	case errors.Is(err, jobs.ErrClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, jobs.ErrNoLeader), errors.Is(err, jobs.ErrLeaderTimeout):
+		errors.Is(err, jobs.ErrNoLeader), errors.Is(err, jobs.ErrLeaderTimeout), outage.Unavailable(err):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

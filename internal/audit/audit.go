@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/canalhq/canal/internal/outage"
 	"gorm.io/gorm"
 )
 
@@ -50,12 +52,32 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 }
 
 // Log is the stored audit log.
-type Log struct{ db *gorm.DB }
+type Log struct {
+	db *gorm.DB
+	// held are entries the database could not take while it was away,
+	// written, in order, before the next entry (or by Flush); bounded.
+	mu   sync.Mutex
+	held []Entry
+}
+
+// flushEvery is how often Pruner.Run writes the entries kept while the
+// database was away.
+const flushEvery = 5 * time.Second
+
+// maxHeld bounds the entries kept while the database is away; past it the
+// oldest are dropped and counted in the error.
+const maxHeld = 10000
+
+// ErrHeld: the database is away; the entry is kept in memory and written
+// when it is back (Flush, or the next Record).
+var ErrHeld = errors.New("audit: database unavailable; entry kept until it is back")
 
 // New returns the log on db (migrated by Migrate).
 func New(db *gorm.DB) *Log { return &Log{db: db} }
 
 // Record stores e, filling in its time if unset, and returns it as stored.
+// While the database is away (outage.Unavailable) it keeps e in memory and
+// returns ErrHeld.
 func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	if e.At.IsZero() {
 		e.At = time.Now()
@@ -64,10 +86,51 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	e.Who, e.Target, e.Detail = clip(e.Who, 200), clip(e.Target, 300), clip(e.Detail, 1000)
 	e.From, e.Action, e.RequestID = clip(e.From, 100), clip(e.Action, 100), clip(e.RequestID, 100)
 	e.ID = 0
+	if _, err := l.Flush(ctx); err != nil {
+		l.hold(e)
+		return e, fmt.Errorf("audit: record %s: %w", e.Action, ErrHeld)
+	}
 	if err := l.db.WithContext(ctx).Create(&e).Error; err != nil {
+		if outage.Unavailable(err) {
+			l.hold(e)
+			return e, fmt.Errorf("audit: record %s: %w: %w", e.Action, ErrHeld, err)
+		}
 		return e, fmt.Errorf("audit: record %s: %w", e.Action, err)
 	}
 	return e, nil
+}
+
+func (l *Log) hold(e Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.held) >= maxHeld {
+		l.held = l.held[1:]
+	}
+	l.held = append(l.held, e)
+}
+
+// Flush writes the entries kept while the database was away, in one
+// transaction, and returns how many; they stay kept if it fails.
+func (l *Log) Flush(ctx context.Context) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.held) == 0 {
+		return 0, nil
+	}
+	if err := l.db.WithContext(ctx).CreateInBatches(l.held, 500).Error; err != nil {
+		if !outage.Unavailable(err) {
+			n := len(l.held)
+			l.held = nil // they would fail again forever
+			return 0, fmt.Errorf("audit: %d kept entries not written: %w", n, err)
+		}
+		for i := range l.held {
+			l.held[i].ID = 0
+		}
+		return 0, fmt.Errorf("audit: write kept entries: %w", err)
+	}
+	n := len(l.held)
+	l.held = nil
+	return n, nil
 }
 
 // clip bounds s to n bytes without splitting a character.
@@ -203,18 +266,32 @@ func (p Pruner) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(p.Every)
 	defer t.Stop()
+	// Entries kept while the database was away are written within seconds
+	// of its return, even if nobody presses anything.
+	flush := time.NewTicker(flushEvery)
+	defer flush.Stop()
 	for {
 		n, err := p.Log.Prune(ctx, time.Now().Add(-p.Retention))
 		switch {
-		case err != nil && ctx.Err() == nil:
+		case err != nil && ctx.Err() == nil && !outage.Unavailable(err):
 			p.Logger.Warn("audit prune failed", "err", err)
 		case n > 0:
 			p.Logger.Info("audit entries past retention deleted", "count", n, "retention", p.Retention)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				break wait
+			case <-flush.C:
+				if n, err := p.Log.Flush(ctx); n > 0 {
+					p.Logger.Info("audit entries kept while the database was away are written", "count", n)
+				} else if err != nil && ctx.Err() == nil && !outage.Unavailable(err) {
+					p.Logger.Warn("audit flush failed", "err", err)
+				}
+			}
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/canalhq/canal/internal/outage"
 )
 
 // CutShort is the last error of an item whose attempt was cut short while
@@ -180,6 +182,10 @@ type claimed struct {
 	it      Item
 	solo    bool
 	started time.Time // zero until a worker starts it
+	// ended: its outcome is computed and waits for the completer (which
+	// may be retrying while the database is away): its lease is renewed
+	// whatever the attempt took, so that nobody runs it again.
+	ended bool
 }
 
 // finished is an attempt's outcome on its way to the completer.
@@ -213,11 +219,16 @@ func (c *Client) Start(ctx context.Context) error {
 	for range c.cfg.Workers {
 		workers.Go(func() {
 			for cl := range work {
+				var f finished
 				if loopCtx.Err() != nil {
-					fin <- c.giveBack(cl) // stopping: not started, so not run
-					continue
+					f = c.giveBack(cl) // stopping: not started, so not run
+				} else {
+					f = c.attempt(hardCtx, cl)
 				}
-				fin <- c.attempt(hardCtx, cl)
+				c.mu.Lock()
+				cl.ended = true
+				c.mu.Unlock()
+				fin <- f
 			}
 		})
 	}
@@ -273,6 +284,9 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 			(others == 0 || now.Sub(found) > c.cfg.Timeout)
 	}
 	var last time.Time
+	// After a failed claim the next waits a back-off (the database may be
+	// away: see the outage package).
+	b := c.proc.backoff(min(c.cfg.PollInterval, 250*time.Millisecond))
 	// batchTimer ends FetchWait: then a claim takes whatever is free.
 	batchTimer := time.NewTimer(time.Hour)
 	batchTimer.Stop()
@@ -332,6 +346,26 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 				out += len(got)
 				full = err == nil && len(got) == n
 				want = full && out < capacity
+				if err != nil {
+					// Wait, but keep taking notes: the completer must
+					// not block on them.
+					t := time.NewTimer(b.Next())
+				sleep:
+					for {
+						select {
+						case <-ctx.Done():
+							break sleep
+						case <-t.C:
+							break sleep
+						case n := <-notes:
+							onNote(n)
+						}
+					}
+					t.Stop()
+					want = true
+				} else {
+					b.Reset()
+				}
 			}
 		}
 		select {
@@ -357,9 +391,10 @@ func (c *Client) loop(ctx context.Context, work chan<- *claimed, notes <-chan no
 			want = true
 			if !suspects {
 				hctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+				began := time.Now()
 				has, err := c.drv.HasRescued(hctx, c.cfg.Queue)
 				cancel()
-				if err != nil && ctx.Err() == nil {
+				if err := c.proc.Outage().Observe(began, err); err != nil && ctx.Err() == nil {
 					c.log.Warn("queue: looking for rescued items failed", "err", err)
 				}
 				if has {
@@ -396,15 +431,16 @@ func (c *Client) claim(ctx context.Context, work chan<- *claimed, solo bool, n i
 	defer cancel()
 	var items []Item
 	var err error
+	began := time.Now()
 	if solo {
 		items, err = c.drv.ClaimRescued(cctx, req)
 	} else {
 		items, err = c.drv.Claim(cctx, req)
 	}
+	if lerr := c.proc.Outage().Observe(began, err); lerr != nil && ctx.Err() == nil {
+		c.log.Error("queue: claim failed", "err", lerr)
+	}
 	if err != nil {
-		if ctx.Err() == nil {
-			c.log.Error("queue: claim failed", "err", err)
-		}
 		return nil, err
 	}
 	c.out.Add(int64(len(items)))
@@ -429,9 +465,14 @@ func (c *Client) claim(ctx context.Context, work chan<- *claimed, solo bool, n i
 }
 
 func (c *Client) rescueNow(ctx context.Context) {
+	if !c.proc.Outage().Settled(c.proc.rescueGrace()) {
+		return // see Process.rescuer
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	if _, err := c.drv.Rescue(rctx, US(c.now()), 1000); err != nil && ctx.Err() == nil {
+	began := time.Now()
+	_, err := c.drv.Rescue(rctx, US(c.now()), 1000)
+	if err := c.proc.Outage().Observe(began, err); err != nil && ctx.Err() == nil {
 		c.log.Warn("queue: rescue failed", "err", err)
 	}
 }
@@ -439,13 +480,14 @@ func (c *Client) rescueNow(ctx context.Context) {
 // renewable lists the claims whose leases the heartbeat extends: all but
 // attempts past their Timeout (a hung handler is cut by its lease) and
 // suspects (sent alone under their first lease, so the next suspect knows
-// when this one's is over).
+// when this one's is over); but every attempt that has ended, whose outcome
+// waits to be written.
 func (c *Client) renewable(now time.Time) []int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ids := make([]int64, 0, len(c.running))
 	for id, cl := range c.running {
-		if !cl.solo && (cl.started.IsZero() || now.Sub(cl.started) < c.cfg.Timeout) {
+		if cl.ended || !cl.solo && (cl.started.IsZero() || now.Sub(cl.started) < c.cfg.Timeout) {
 			ids = append(ids, id)
 		}
 	}
@@ -565,13 +607,7 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 		for _, f := range batch {
 			outs = append(outs, f.out)
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
-		oks, err := c.drv.Complete(cctx, outs)
-		cancel()
-		if err != nil {
-			// The leases will expire and the items be rescued.
-			c.log.Error("queue: recording outcomes failed", "items", len(batch), "err", err)
-		}
+		oks, err := c.complete(ctx, outs)
 		n := note{n: len(batch)}
 		c.mu.Lock()
 		for _, f := range batch {
@@ -596,6 +632,35 @@ func (c *Client) completer(ctx context.Context, fin <-chan finished, notes chan<
 			}
 		}
 		notes <- n
+	}
+}
+
+// complete writes outs, trying again after a back-off while it fails (the
+// database may be away: the outcomes are kept, their leases renewed), until
+// it succeeds or ctx ends (a stop past its deadline): then the leases
+// expire and the items are rescued and run again.
+func (c *Client) complete(ctx context.Context, outs []Outcome) ([]bool, error) {
+	b := c.proc.backoff(100 * time.Millisecond)
+	for {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+		began := time.Now()
+		oks, err := c.drv.Complete(cctx, outs)
+		cancel()
+		lerr := c.proc.Outage().Observe(began, err)
+		if err == nil {
+			return oks, nil
+		}
+		if ctx.Err() != nil || !outage.Unavailable(err) && b.Failures() >= 3 {
+			c.log.Error("queue: outcomes not recorded; the items will be rescued and run again", "items", len(outs), "err", err)
+			return nil, err
+		}
+		if lerr != nil && b.Failures() == 0 {
+			c.log.Error("queue: recording outcomes failed; trying again", "items", len(outs), "err", lerr)
+		}
+		if !b.Wait(ctx) {
+			c.log.Error("queue: outcomes not recorded before the stop; the items will be rescued and run again", "items", len(outs), "err", err)
+			return nil, err
+		}
 	}
 }
 

@@ -37,6 +37,16 @@
 // the first crash lose nothing. No process ever touches another live
 // process's running items: only expired leases are rescued.
 //
+// # Outages
+//
+// Every loop reports its calls to the Process's outage.Monitor (one per
+// process, so an outage is logged once) and waits a capped back-off after
+// a failure. The completer keeps a batch until it is written; the
+// heartbeat renews the leases of attempts that ended meanwhile; and no
+// lease is rescued until the database has been back for a lease's length,
+// so that after an outage every live process renews its leases before any
+// of them is taken for dead.
+//
 // # Seams
 //
 // Driver is the narrow interface to one database; internal/queue/sqlite

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/canalhq/canal/internal/outage"
 )
 
 // ProcessConfig tunes a Process. Zero fields take the defaults shown.
@@ -20,6 +22,12 @@ type ProcessConfig struct {
 	// Version is the program's build, stored in the heartbeat row for
 	// the processes page ("devel" when empty).
 	Version string
+	// Outage is the process's view of the database, shared by every loop
+	// that talks to it so that an outage is logged once; nil: a new one.
+	Outage *outage.Monitor
+	// MaxBackoff caps each loop's wait between failed calls while the
+	// database is unavailable: 5 s (the heartbeat's: 2 s at most).
+	MaxBackoff time.Duration
 }
 
 // LostAfter is how many heartbeat intervals a process may miss before it is
@@ -61,6 +69,12 @@ func NewProcess(drv Driver, cfg ProcessConfig) *Process {
 	}
 	if cfg.Version == "" {
 		cfg.Version = "devel"
+	}
+	if cfg.Outage == nil {
+		cfg.Outage = outage.New(cfg.Logger)
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
 	}
 	host, _ := os.Hostname()
 	var b [4]byte
@@ -121,6 +135,26 @@ func (p *Process) List(ctx context.Context) ([]ProcessInfo, error) {
 
 // HeartbeatEvery is the process's heartbeat interval.
 func (p *Process) HeartbeatEvery() time.Duration { return p.cfg.Heartbeat }
+
+// Outage is the process's view of the database (see ProcessConfig.Outage).
+func (p *Process) Outage() *outage.Monitor { return p.cfg.Outage }
+
+// backoff is a new loop's wait between failed calls.
+func (p *Process) backoff(minimum time.Duration) outage.Backoff {
+	return outage.Backoff{Min: minimum, Max: max(minimum, p.cfg.MaxBackoff)}
+}
+
+// rescueGrace is how long the database must have been back before expired
+// leases are taken for dead: every live process's heartbeat renews its
+// leases within it (the heartbeat's back-off is capped at 2 s), so an
+// outage longer than a lease does not make two processes run one item.
+func (p *Process) rescueGrace() time.Duration {
+	g := 2 * time.Second
+	for _, c := range p.clients() {
+		g = max(g, c.cfg.Lease)
+	}
+	return g + 2*p.cfg.Heartbeat
+}
 
 func (p *Process) add(c *Client) {
 	p.mu.Lock()
@@ -188,20 +222,37 @@ func (p *Process) Start(ctx context.Context) error {
 	ctx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
 	p.wg.Go(func() { p.heartbeats(ctx) })
 	p.wg.Go(func() { p.rescuer(ctx) })
-	p.wg.Go(func() {
-		for ctx.Err() == nil {
-			err := p.drv.Listen(ctx, p.Wake)
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			p.log.Warn("queue: listening for wake-ups failed; polling until it is back", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	})
+	p.wg.Go(func() { p.listen(ctx) })
 	return nil
+}
+
+// listen keeps a LISTEN connection open: while it is down the clients poll.
+// After it fails it waits a back-off; once it is back it wakes every client,
+// since notifications sent meanwhile were lost.
+func (p *Process) listen(ctx context.Context) {
+	b := p.backoff(time.Second)
+	for ctx.Err() == nil {
+		began := time.Now()
+		listening := false
+		err := p.drv.Listen(ctx, func(q string) {
+			if !listening {
+				listening = true
+				p.cfg.Outage.Observe(began, nil)
+				b.Reset()
+			}
+			p.Wake(q)
+		})
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if err := p.cfg.Outage.Observe(began, err); err != nil && b.Failures() == 0 {
+			p.log.Warn("queue: listening for wake-ups failed; polling until it is back", "err", err)
+		}
+		if !b.Wait(ctx) {
+			return
+		}
+		p.Wake("")
+	}
 }
 
 // Stop stops the process's loops and removes its heartbeat row. Stop its
@@ -219,57 +270,90 @@ func (p *Process) Stop(ctx context.Context) error {
 	return nil
 }
 
+// heartbeats beats every Heartbeat; after a failure it tries again sooner
+// or later by its back-off (capped at 2 s, so that leases are renewed soon
+// after the database is back: see rescueGrace).
 func (p *Process) heartbeats(ctx context.Context) {
-	t := time.NewTicker(p.cfg.Heartbeat)
-	defer t.Stop()
+	b := p.backoff(min(p.cfg.Heartbeat, 250*time.Millisecond))
+	b.Max = min(b.Max, 2*time.Second)
+	wait := p.cfg.Heartbeat
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
-		p.beat(ctx)
+		if p.beat(ctx) {
+			b.Reset()
+			wait = p.cfg.Heartbeat
+		} else {
+			wait = b.Next()
+		}
 	}
 }
 
-// beat renews the row and every client's live leases.
-func (p *Process) beat(ctx context.Context) {
+// beat renews the row and every client's live leases; false if a write failed.
+func (p *Process) beat(ctx context.Context) bool {
 	now := p.cfg.Clock()
 	p.row.HeartbeatUS = US(now)
 	bctx, cancel := context.WithTimeout(ctx, 5*p.cfg.Heartbeat)
 	defer cancel()
+	ok := true
+	write := func(ids []int64, leaseUS int64) {
+		began := time.Now()
+		err := p.drv.Heartbeat(bctx, p.row, ids, leaseUS)
+		ok = ok && err == nil
+		if err := p.cfg.Outage.Observe(began, err); err != nil && ctx.Err() == nil {
+			p.log.Warn("queue: heartbeat failed", "err", err)
+		}
+	}
 	cls := p.clients()
 	if len(cls) == 0 {
-		if err := p.drv.Heartbeat(bctx, p.row, nil, 0); err != nil && ctx.Err() == nil {
-			p.log.Warn("queue: heartbeat failed", "err", err)
-		}
+		write(nil, 0)
 	}
 	for _, c := range cls {
-		ids := c.renewable(now)
-		if err := p.drv.Heartbeat(bctx, p.row, ids, US(now.Add(c.cfg.Lease))); err != nil && ctx.Err() == nil {
-			p.log.Warn("queue: heartbeat failed", "err", err)
+		if !ok {
+			break // the database is away: the next beat renews them all
 		}
+		write(c.renewable(now), US(now.Add(c.cfg.Lease)))
 	}
+	return ok
 }
 
+// rescuer returns expired leases every RescueInterval, but not while the
+// database is away or has been back for less than rescueGrace: leases
+// that expired during an outage may belong to live processes that have not
+// renewed them yet.
 func (p *Process) rescuer(ctx context.Context) {
-	t := time.NewTicker(p.cfg.RescueInterval)
-	defer t.Stop()
+	b := p.backoff(p.cfg.RescueInterval)
+	wait := p.cfg.RescueInterval
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}
+		wait = p.cfg.RescueInterval
+		if !p.cfg.Outage.Settled(p.rescueGrace()) {
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, 10*p.cfg.RescueInterval)
+		began := time.Now()
 		n, err := p.drv.Rescue(rctx, US(p.cfg.Clock()), 1000)
 		cancel()
 		if err != nil {
-			if ctx.Err() == nil {
+			if err := p.cfg.Outage.Observe(began, err); err != nil && ctx.Err() == nil {
 				p.log.Warn("queue: rescue failed", "err", err)
 			}
+			wait = b.Next()
 			continue
 		}
+		p.cfg.Outage.Observe(began, nil)
+		b.Reset()
 		if n > 0 {
 			p.log.Warn("queue: rescued items whose lease expired (a process died or an attempt hung)", "items", n)
 			for _, c := range p.clients() {
