@@ -229,9 +229,18 @@ func (r Reader) Get(ctx context.Context, q, publicID string) (queue.Item, error)
 	return it, err
 }
 
-// Attempts lists an item's recorded attempts in order.
+// attemptsSQL reads an item's attempt rows and, for a done item whose
+// last attempt is kept in its own row (queue.Outcome.InRow), that one too.
+const attemptsSQL = `SELECT number, started_us, duration_us, error FROM canal_queue_attempts WHERE item_id = ?
+UNION ALL
+SELECT i.attempt, i.started_us, i.duration_us, '' FROM canal_queue_items i
+WHERE i.id = ? AND i.state = 'done' AND i.duration_us >= 0
+  AND NOT EXISTS (SELECT 1 FROM canal_queue_attempts a WHERE a.item_id = i.id AND a.number = i.attempt)
+ORDER BY 1`
+
+// Attempts lists an item's attempts in order.
 func (r Reader) Attempts(ctx context.Context, id int64) ([]queue.Attempt, error) {
-	rows, err := r.DB.WithContext(ctx).Raw(`SELECT number, started_us, duration_us, error FROM canal_queue_attempts WHERE item_id = ? ORDER BY number`, id).Rows()
+	rows, err := r.DB.WithContext(ctx).Raw(attemptsSQL, id, id).Rows()
 	if err != nil {
 		return nil, fmt.Errorf("get attempts: %w", err)
 	}

@@ -1,0 +1,10 @@
+-- A successful last attempt is kept in its item's row (started_us and
+-- duration_us) instead of a row of canal_queue_attempts: the busiest path
+-- writes one row, not two. -1: the item's attempts are all rows there.
+ALTER TABLE canal_queue_items ADD COLUMN duration_us BIGINT NOT NULL DEFAULT -1;
+-- Running items are listed and counted through canal_queue_items_lease (a
+-- few per worker); leaving them out of the state index spares every claim
+-- one index entry. A query for one or more other states still uses it:
+-- PostgreSQL proves state = 'done' implies state <> 'running'.
+DROP INDEX canal_queue_items_state;
+CREATE INDEX canal_queue_items_state ON canal_queue_items (queue, state, id) WHERE state <> 'running';
