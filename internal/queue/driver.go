@@ -142,6 +142,15 @@ type Outcome struct {
 	Error      string // the attempt's error
 }
 
+// InRow says whether the outcome's attempt is kept in the item's own row
+// (started_us, duration_us) rather than as a row of the attempts table: a
+// success ends the item, so its row can hold the last attempt, and the
+// busiest path (an attempt that succeeds) writes one row instead of two.
+// Failures, rescues and anything that runs again keep attempt rows.
+func (o Outcome) InRow() bool {
+	return o.State == StateDone && !o.GiveBack && o.Error == ""
+}
+
 // ProcessRow is a process's heartbeat row.
 type ProcessRow struct {
 	ID          string

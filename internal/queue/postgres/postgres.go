@@ -242,9 +242,11 @@ const completeSQL = `WITH u AS (
 UPDATE canal_queue_items AS t
 SET state = u.s, run_at_us = u.r, failures = u.f, last_error = u.e, blocks = u.b, attempt = t.attempt - u.g,
   owner = '', lease_until_us = 0, solo = false, updated_us = u.n,
-  finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END
-FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], $8::boolean[], $9::int[], $10::bigint[])
-  AS u(id, o, a, s, r, f, e, b, g, n)
+  finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END,
+  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], $8::boolean[], $9::int[], $10::bigint[],
+  $16::bigint[], $17::bigint[])
+  AS u(id, o, a, s, r, f, e, b, g, n, st, du)
 WHERE t.id = u.id AND t.state = 'running' AND t.owner = u.o AND t.attempt = u.a
 RETURNING t.id),
 att AS (INSERT INTO canal_queue_attempts (item_id, number, started_us, duration_us, error)
@@ -356,7 +358,7 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 		n := len(sel)
 		ids, owners, states, errs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
 		atts, fails, backs := make([]int32, n), make([]int32, n), make([]int32, n)
-		runAts, nows := make([]int64, n), make([]int64, n)
+		runAts, nows, starts, durs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		blocks := make([]bool, n)
 		for j, i := range sel {
 			o := outs[i]
@@ -366,18 +368,22 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 			if o.GiveBack {
 				backs[j] = 1
 			}
+			starts[j], durs[j] = 0, -1
+			if o.InRow() {
+				starts[j], durs[j] = o.StartedUS, max(o.DurationUS, 0)
+			}
 		}
 		var aID, aStart, aDur []int64
 		var aNum []int32
 		var aErr []string
 		for _, i := range sel {
-			if o := outs[i]; !o.GiveBack {
+			if o := outs[i]; !o.GiveBack && !o.InRow() {
 				aID, aNum, aStart, aDur, aErr = append(aID, o.ID), append(aNum, int32(o.Attempt)),
 					append(aStart, o.StartedUS), append(aDur, o.DurationUS), append(aErr, queue.Text(o.Error))
 			}
 		}
 		rows, err := d.stmts.Query(ctx, tx, completeSQL, ids, owners, atts, states, runAts, fails, errs, blocks, backs, nows,
-			aID, aNum, aStart, aDur, aErr)
+			aID, aNum, aStart, aDur, aErr, starts, durs)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,7 @@ func Run(t *testing.T, open Open) {
 		{"CountAndListFilters", testCountAndListFilters},
 		{"DropOldestUnkeyed", testDropOldest},
 		{"CountByFinishAndLatest", testFinished},
+		{"SuccessKeptInItemRow", testSuccessInRow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -577,5 +579,59 @@ func testClient(t *testing.T, d queue.Driver, db *gorm.DB) {
 	}
 	if s := get(t, d, "snooze"); s.Attempt != 1 {
 		t.Fatalf("snoozed attempt counted: %+v", s)
+	}
+}
+
+// testSuccessInRow: a success writes no attempts row (the item's own row
+// holds it) and still reads back as the item's last attempt, once, after
+// the failures that are rows.
+func testSuccessInRow(t *testing.T, d queue.Driver, db *gorm.DB) {
+	ctx := context.Background()
+	insert(t, d, db, item("ok", ""), item("twice", ""))
+	for _, it := range claim(t, d, "p", 10) {
+		if it.PublicID == "twice" {
+			o := queue.Outcome{ID: it.ID, Owner: "p", Attempt: it.Attempt, Queue: q, State: queue.StatePending,
+				Failures: 1, LastError: "boom", Error: "boom", NowUS: us(time.Second), StartedUS: us(0), DurationUS: 7}
+			if ok, err := d.Complete(ctx, []queue.Outcome{o}); err != nil || !ok[0] {
+				t.Fatalf("fail twice: %v %v", ok, err)
+			}
+			continue
+		}
+		complete(t, d, it, queue.StateDone, false)
+	}
+	complete(t, d, claim(t, d, "p", 10)[0], queue.StateDone, false)
+	for _, tc := range []struct {
+		id   string
+		rows int64
+		want []queue.Attempt
+	}{
+		{"ok", 0, []queue.Attempt{{Number: 1, Started: queue.FromUS(us(time.Second)), Duration: 10 * time.Microsecond}}},
+		{"twice", 1, []queue.Attempt{
+			{Number: 1, Started: queue.FromUS(us(0)), Duration: 7 * time.Microsecond, Error: "boom"},
+			{Number: 2, Started: queue.FromUS(us(time.Second)), Duration: 10 * time.Microsecond},
+		}},
+	} {
+		it := get(t, d, tc.id)
+		var rows int64
+		if err := db.Raw(`SELECT COUNT(*) FROM canal_queue_attempts WHERE item_id = ?`, it.ID).Scan(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		if rows != tc.rows {
+			t.Errorf("%s: %d attempt rows, want %d", tc.id, rows, tc.rows)
+		}
+		atts, err := d.Attempts(ctx, it.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range atts {
+			atts[i].ItemID = 0
+			atts[i].Started = atts[i].Started.UTC()
+		}
+		for i := range tc.want {
+			tc.want[i].Started = tc.want[i].Started.UTC()
+		}
+		if !slices.EqualFunc(atts, tc.want, func(a, b queue.Attempt) bool { return a == b }) {
+			t.Errorf("%s: attempts %+v, want %+v", tc.id, atts, tc.want)
+		}
 	}
 }

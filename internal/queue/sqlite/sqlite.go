@@ -199,14 +199,18 @@ type outcomeJSON struct {
 	Blocks   bool   `json:"b"`
 	Back     int    `json:"g"`
 	Now      int64  `json:"n"`
+	Started  int64  `json:"st"`
+	Duration int64  `json:"du"` // -1: the attempt is an attempts row (Outcome.InRow)
 }
 
 const completeSQL = `UPDATE canal_queue_items AS t
 SET state = u.s, run_at_us = u.r, failures = u.f, last_error = u.e, blocks = u.b, attempt = t.attempt - u.g,
   owner = '', lease_until_us = 0, solo = 0, updated_us = u.n,
-  finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END
+  finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END,
+  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du
 FROM (SELECT value ->> 'id' AS id, value ->> 'o' AS o, value ->> 'a' AS a, value ->> 's' AS s, value ->> 'r' AS r,
-  value ->> 'f' AS f, value ->> 'e' AS e, value ->> 'b' AS b, value ->> 'g' AS g, value ->> 'n' AS n FROM json_each(?1)) AS u
+  value ->> 'f' AS f, value ->> 'e' AS e, value ->> 'b' AS b, value ->> 'g' AS g, value ->> 'n' AS n,
+  value ->> 'st' AS st, value ->> 'du' AS du FROM json_each(?1)) AS u
 WHERE t.id = u.id AND t.state = 'running' AND t.owner = u.o AND t.attempt = u.a
 RETURNING id`
 
@@ -245,7 +249,10 @@ func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, er
 	us := make([]outcomeJSON, len(outs))
 	for i, o := range outs {
 		us[i] = outcomeJSON{ID: o.ID, Owner: o.Owner, Attempt: o.Attempt, State: string(o.State), RunAt: o.RunAtUS,
-			Failures: o.Failures, Err: queue.Text(o.LastError), Blocks: o.Blocks, Back: b2i(o.GiveBack), Now: o.NowUS}
+			Failures: o.Failures, Err: queue.Text(o.LastError), Blocks: o.Blocks, Back: b2i(o.GiveBack), Now: o.NowUS, Duration: -1}
+		if o.InRow() {
+			us[i].Started, us[i].Duration = o.StartedUS, max(o.DurationUS, 0)
+		}
 	}
 	ok := make([]bool, len(outs))
 	err := d.tx(ctx, func(tx *sql.Tx) error {
@@ -276,7 +283,7 @@ func (d *Driver) Complete(ctx context.Context, outs []queue.Outcome) ([]bool, er
 				continue
 			}
 			nowUS = max(nowUS, o.NowUS)
-			if !o.GiveBack {
+			if !o.GiveBack && !o.InRow() {
 				atts = append(atts, attemptJSON{ID: o.ID, Number: o.Attempt, Started: o.StartedUS, Duration: o.DurationUS, Err: queue.Text(o.Error)})
 			}
 			if o.Key != "" && frees(o) {
