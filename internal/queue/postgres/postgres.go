@@ -164,8 +164,13 @@ func (d *Driver) claimSQL(priorities int) string {
   ORDER BY run_at_us, id LIMIT $5 FOR UPDATE SKIP LOCKED)`, p, p))
 		ranks = append(ranks, fmt.Sprintf(`SELECT id, (row_number() OVER (ORDER BY run_at_us, id))::float8 / COALESCE(($6::int[])[%d], 1) AS r FROM p%d`, p+1, p))
 	}
+	pick := `pick AS (SELECT id FROM (` + strings.Join(ranks, "\nUNION ALL\n") + `) ranked ORDER BY r, id LIMIT $5)`
+	if n == 1 {
+		// One priority (the outbox): nothing to share, no rank to sort.
+		pick = `pick AS (SELECT id FROM p0)` // and no $6: Claim passes no weights
+	}
 	q := `WITH ` + strings.Join(ctes, ",\n") + `,
-pick AS (SELECT id FROM (` + strings.Join(ranks, "\nUNION ALL\n") + `) ranked ORDER BY r, id LIMIT $5),
+` + pick + `,
 async AS (` + asyncCommit + `)
 UPDATE canal_queue_items t SET state = 'running', attempt = t.attempt + 1, owner = $2, lease_until_us = $3,
   started_us = $4, updated_us = $4, solo = false
@@ -190,8 +195,11 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	for i, v := range r.Weights {
 		w[i] = int32(v)
 	}
-	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)),
-		r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit, w))
+	args := []any{r.Queue, r.Owner, r.LeaseUS, r.NowUS, r.Limit}
+	if len(w) > 1 {
+		args = append(args, w)
+	}
+	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)), args...))
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}

@@ -482,6 +482,15 @@ func (r Reader) Import(ctx context.Context, q string, items []queue.Item) error 
 	}
 	err := r.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, it := range items {
+			// Ids are checked here, not by the index (unique on SQLite
+			// only: see PostgreSQL's migration 0008).
+			var taken int64
+			if err := tx.Raw(`SELECT COUNT(*) FROM canal_queue_items WHERE queue = ? AND public_id = ?`, q, it.PublicID).Scan(&taken).Error; err != nil {
+				return fmt.Errorf("import %q: %w", it.PublicID, err)
+			}
+			if taken > 0 {
+				return fmt.Errorf("import %q: %w: the public id is already in queue %q", it.PublicID, queue.ErrInvalidItem, q)
+			}
 			payload, meta, created, _ := Defaults(queue.NewItem{Payload: it.Payload, Meta: it.Meta, CreatedAt: it.CreatedAt}, 0)
 			err := tx.Exec(`INSERT INTO canal_queue_items (public_id, queue, kind, item_key, priority, payload, meta, state,
   attempt, failures, max_attempts, blocks, last_error, run_at_us, lease_until_us, owner, created_us, updated_us, started_us, finished_us)
