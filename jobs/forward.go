@@ -216,6 +216,11 @@ func (p *Processor) forward(ctx context.Context, cmd command) (r reply, after fu
 	fail := func(err error) (reply, func()) {
 		return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, err)}, after
 	}
+	// A job no process ever stored is unknown whoever leads (404, not
+	// "no leader"): the answer is the same on every process.
+	if st := p.stored(ctx, command{kind: cmdStatus, name: cmd.name}); st.err != nil {
+		return reply{err: fmt.Errorf("%s %q: %w", cmd.kind, cmd.name, errors.Unwrap(st.err))}, after
+	}
 	l, err := p.Leader(ctx)
 	if err != nil {
 		return fail(err)

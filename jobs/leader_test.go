@@ -234,6 +234,10 @@ func TestNoLeaderIsAClearError(t *testing.T) {
 	if _, err := dash.p.Stop(ctx, "tick"); !errors.Is(err, jobs.ErrNoLeader) {
 		t.Fatalf("stop with no leader: %v, want ErrNoLeader", err)
 	}
+	// A job nobody stored is unknown, leader or not.
+	if _, err := dash.p.Trigger(ctx, "nope"); !errors.Is(err, jobs.ErrUnknownJob) {
+		t.Fatalf("trigger of an unknown job with no leader: %v, want ErrUnknownJob", err)
+	}
 
 	// A leader that holds the lease but never answers.
 	db, err := openDB(url)
