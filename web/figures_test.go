@@ -118,10 +118,15 @@ func TestFiguresAgreeEverywhere(t *testing.T) {
 	}
 	again := servertest.Start(t, nil, quiet...)
 	settled := time.Now()
-	testenv.Eventually(t, 60*time.Second, "the restarted hub has read the stored history", func() bool {
-		var v struct{ HistoryAt time.Time }
+	// Settled: the hub has read the stored history and has the relay's
+	// first snapshot (sent as the relay starts, beside the hub).
+	testenv.Eventually(t, 60*time.Second, "the restarted hub has read the stored history and the relay's snapshot", func() bool {
+		var v struct {
+			HistoryAt time.Time
+			Outbox    *struct{}
+		}
 		getJSON(t, again.URL+"/api/dashboard", &v)
-		return v.HistoryAt.After(settled)
+		return v.HistoryAt.After(settled) && v.Outbox != nil
 	})
 	t.Run("restarted", func(t *testing.T) { figuresAgree(t, again.URL) })
 }
