@@ -19,27 +19,14 @@ import (
 // then guesses), its plan walks the partial claim index in order under a
 // LIMIT; no scan of every pending row, no sort of them.
 func TestClaimPlanIgnoresStatisticsAndBacklog(t *testing.T) {
-	db := testenv.Postgres(t)
-	d, err := New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	d, db := migratedWith(t,
 		`ALTER TABLE canal_queue_items SET (autovacuum_enabled = false)`,
 		// 200 000 finished rows, then a backlog of 20 000 pending ones.
 		`INSERT INTO canal_queue_items (public_id, queue, kind, payload, state, created_us, updated_us, finished_us)
 		 SELECT 'd' || g, 'outbox', 't', '{}', 'done', g, g, g FROM generate_series(1, 200000) g`,
 		`INSERT INTO canal_queue_items (public_id, queue, kind, priority, payload, state, created_us, updated_us)
 		 SELECT 'p' || g, 'outbox', 't', g % 4, '{}', 'pending', g, g FROM generate_series(1, 20000) g`,
-	} {
-		if err := db.Exec(q).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	var analysed int
 	db.Raw(`SELECT count(*) FROM pg_stats WHERE tablename = 'canal_queue_items' AND schemaname = current_schema()`).Scan(&analysed)
 	if analysed != 0 {
@@ -126,16 +113,8 @@ func (l *sqlLog) Trace(_ context.Context, _ time.Time, fc func() (string, int64)
 // left the state and kind indexes: on a big table that was never analysed
 // no statement the reader runs scans the table.
 func TestListsAndCountsUseIndexes(t *testing.T) {
-	db := testenv.Postgres(t)
-	d, err := New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	_, db := migratedWith(t,
 		`ALTER TABLE canal_queue_items SET (autovacuum_enabled = false)`,
 		`INSERT INTO canal_queue_items (public_id, queue, kind, payload, state, created_us, updated_us, finished_us)
 		 SELECT 'd' || g, 'outbox', CASE WHEN g % 100 = 0 THEN 'rare' ELSE 't' END, '{}', 'done', g, g, g FROM generate_series(1, 200000) g`,
@@ -143,11 +122,7 @@ func TestListsAndCountsUseIndexes(t *testing.T) {
 		 SELECT 'p' || g, 'outbox', 't', '{}', 'pending', g, g FROM generate_series(1, 20000) g`,
 		`INSERT INTO canal_queue_items (public_id, queue, kind, payload, state, owner, lease_until_us, created_us, updated_us)
 		 SELECT 'r' || g, 'outbox', CASE WHEN g % 2 = 0 THEN 'rare' ELSE 't' END, '{}', 'running', 'p', g, g, g FROM generate_series(1, 500) g`,
-	} {
-		if err := db.Exec(q).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	log := &sqlLog{Interface: logger.Discard}
 	r := queuesql.Reader{DB: db.Session(&gorm.Session{Logger: log})}
 	for _, f := range []queue.Filter{
@@ -196,4 +171,23 @@ func TestListsAndCountsUseIndexes(t *testing.T) {
 	if err != nil || n != 2000+250 {
 		t.Fatalf("count of rare: %d %v, want 2250 (2 000 done, 250 running)", n, err)
 	}
+}
+
+// migratedWith is a migrated schema of the test's own, filled by stmts.
+func migratedWith(t *testing.T, stmts ...string) (*Driver, *gorm.DB) {
+	t.Helper()
+	db := testenv.Postgres(t)
+	d, err := New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range stmts {
+		if err := db.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d, db
 }

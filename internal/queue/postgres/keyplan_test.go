@@ -9,23 +9,13 @@ import (
 
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/queuesql"
-	"github.com/canalhq/canal/testenv"
 )
 
 // The outbox list's key filter reads one key's rows through the partial key
 // index, in every plan the server may pick (custom or generic), on a table
 // of mostly unkeyed rows: never a scan of every row of the queue.
 func TestKeyFilterUsesTheKeyIndex(t *testing.T) {
-	db := testenv.Postgres(t)
-	d, err := New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	d, _ := migratedWith(t,
 		// 100 000 unkeyed rows and 10 000 keyed ones over 1 000 keys.
 		`INSERT INTO canal_queue_items (public_id, queue, kind, payload, state, created_us, updated_us, finished_us)
 		 SELECT 'u' || g, 'outbox', 't', '{}', 'done', g, g, g FROM generate_series(1, 100000) g`,
@@ -33,11 +23,7 @@ func TestKeyFilterUsesTheKeyIndex(t *testing.T) {
 		 SELECT 'k' || g, 'outbox', 't', 'key-' || (g % 1000), '{}', CASE WHEN g % 10 = 0 THEN 'dead' ELSE 'done' END, g, g, g
 		 FROM generate_series(1, 10000) g`,
 		`ANALYZE canal_queue_items`,
-	} {
-		if err := db.Exec(q).Error; err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	for _, c := range []struct {
 		name string
 		q    queue.ListQuery
