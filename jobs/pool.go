@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,6 +255,13 @@ func (pl *pool) enqueue(ctx context.Context, tx *gorm.DB, nw NewWork) (WorkItem,
 	}
 	if len(ni.Payload) == 0 {
 		ni.Payload = nil
+	}
+	if by := strings.TrimSpace(nw.EnqueuedBy); by != "" {
+		meta, err := json.Marshal(workMeta{EnqueuedBy: queue.Text(by)})
+		if err != nil {
+			return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
+		}
+		ni.Meta = meta
 	}
 	if _, err := queue.Insert(ctx, pl.drv, db, workQueue, now, ni); err != nil {
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)

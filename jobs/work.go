@@ -89,6 +89,8 @@ type WorkItem struct {
 	Priority Priority        `json:"priority"`
 	Payload  json.RawMessage `json:"payload,omitempty"`
 	State    WorkState       `json:"state"`
+	// EnqueuedBy is NewWork.EnqueuedBy ("" when the enqueuer said nothing).
+	EnqueuedBy string `json:"enqueuedBy,omitempty"`
 	// Attempts counts every attempt started, before and after a retry by
 	// hand; Failures the failed ones since it was enqueued or last retried
 	// by hand: the item fails when Failures reaches MaxAttempts.
@@ -122,6 +124,9 @@ type NewWork struct {
 	Kind     string
 	Priority Priority
 	Payload  json.RawMessage // JSON; empty means null
+	// EnqueuedBy says who or what enqueued it ("POST /api/work by ops",
+	// "demo", a service's own name), shown on the item's page.
+	EnqueuedBy string
 }
 
 // WorkHandler does one item of work; an error means the attempt failed.

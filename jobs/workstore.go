@@ -77,6 +77,10 @@ func toWork(it queue.Item) WorkItem {
 	if string(it.Payload) != "null" && len(it.Payload) > 0 {
 		w.Payload = json.RawMessage(it.Payload)
 	}
+	var meta workMeta
+	if json.Unmarshal(it.Meta, &meta) == nil {
+		w.EnqueuedBy = meta.EnqueuedBy
+	}
 	if w.State == WorkDone {
 		w.LastError = "" // the error of an earlier attempt, not of the item
 	}
@@ -240,4 +244,9 @@ func ImportWork(ctx context.Context, s Store, items ...WorkItem) error {
 		return fmt.Errorf("import work: %w", err)
 	}
 	return nil
+}
+
+// workMeta is what a work item's meta column holds.
+type workMeta struct {
+	EnqueuedBy string `json:"enqueuedBy,omitempty"`
 }

@@ -131,7 +131,7 @@ func feedWork(ctx context.Context, p *jobs.Processor, log *slog.Logger) {
 		}
 		k := kinds[rand.IntN(len(kinds))]
 		ectx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := p.Enqueue(ectx, jobs.NewWork{Kind: k.kind, Priority: prios[rand.IntN(len(prios))], Payload: []byte(k.payload(i))})
+		_, err := p.Enqueue(ectx, jobs.NewWork{Kind: k.kind, Priority: prios[rand.IntN(len(prios))], Payload: []byte(k.payload(i)), EnqueuedBy: "demo traffic"})
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("demo work", "err", err)

@@ -373,3 +373,17 @@ func TestWorkAttemptsReadAgainstTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// A work item's page says who enqueued it, or that nobody said.
+func TestWorkItemSaysWhoEnqueuedIt(t *testing.T) {
+	for _, tc := range []struct{ by, want string }{
+		{"POST /api/work by ops (request r1)", "POST /api/work by ops (request r1)"},
+		{"", "not recorded"},
+	} {
+		it := jobs.WorkItem{ID: "w1", State: jobs.WorkDone, EnqueuedBy: tc.by}
+		got := render(t, WorkItemBody(it, nil, false)).Find(`[data-testid="work-enqueued-by"]`).Text()
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("enqueued by %q: page says %q, want %q", tc.by, got, tc.want)
+		}
+	}
+}

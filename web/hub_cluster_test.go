@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"encoding/json"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/testenv"
+	"github.com/labstack/echo/v4"
 )
 
 // fakeProcesses is a ProcessLister whose list the test sets.
@@ -68,6 +71,19 @@ func TestHubMergesOtherProcesses(t *testing.T) {
 	if q == nil || q.Workers != 14 || q.Busy != 8 || q.Depths["normal"] != 7 || q.Process.Done != 30 || q.Breakers["email"] != "open" {
 		t.Fatalf("queue %+v: want workers 4+8+2, busy 1+5+2, depths from this process's reading, breaker open anywhere shown open", q)
 	}
+	// /api/queue answers the same cluster figures (this process's own
+	// counters under "process").
+	rec := httptest.NewRecorder()
+	if err := queueHealth(localHealth{}, nil, h)(echo.New().NewContext(httptest.NewRequest("GET", "/api/queue", nil), rec)); err != nil {
+		t.Fatal(err)
+	}
+	var api struct{ Queue jobs.QueueStats }
+	if err := json.Unmarshal(rec.Body.Bytes(), &api); err != nil {
+		t.Fatal(err)
+	}
+	if api.Queue.Workers != 14 || api.Queue.Busy != 8 || api.Queue.Breakers["email"] != "open" || api.Queue.Process.Done != 3 {
+		t.Fatalf("/api/queue %+v: want the cluster's workers, busy and breakers, and this process's counters", api.Queue)
+	}
 	if v.Outbox == nil || v.Outbox.Pending != 5 {
 		t.Fatalf("outbox %+v: another process's stats must not replace this one's count", v.Outbox)
 	}
@@ -82,4 +98,11 @@ func TestHubMergesOtherProcesses(t *testing.T) {
 		return err == nil && v.Queue != nil && v.Queue.Workers == 12 && v.Queue.Busy == 6 &&
 			len(v.Processes.List) == 3 && v.Processes.Lost() == 1
 	})
+}
+
+// localHealth is this process's own reading, as Processor.Health gives it.
+type localHealth struct{}
+
+func (localHealth) Health() jobs.Health {
+	return jobs.Health{Queue: jobs.QueueStats{Workers: 4, Busy: 1, Process: jobs.WorkCounters{Done: 3}}}
 }

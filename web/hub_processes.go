@@ -8,6 +8,7 @@ package web
 
 import (
 	"context"
+	"github.com/canalhq/canal/internal/outage"
 	"maps"
 	"slices"
 	"time"
@@ -43,7 +44,10 @@ func (h *Hub) loadProcesses(ctx context.Context, out chan processes) {
 		}
 		p := processes{list: list, at: h.cfg.Now()}
 		if err != nil {
-			h.cfg.Logger.Warn("read processes", "err", err)
+			// An outage is logged once, by the process's monitor.
+			if !outage.Unavailable(err) {
+				h.cfg.Logger.Warn("read processes", "err", err)
+			}
 			p = processes{err: "could not read the processes: " + err.Error(), at: p.at}
 		}
 		select {

@@ -223,7 +223,7 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
 		if d.History != nil {
 			counter = d.History
 		}
-		app.GET("/api/queue", queueHealth(d.Work, counter), viewer)
+		app.GET("/api/queue", queueHealth(d.Work, counter, d.Hub), viewer)
 	}
 	if d.WorkActions != nil {
 		app.POST("/api/work/:id/retry", retryWork(d.WorkActions), operator...)

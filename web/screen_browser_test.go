@@ -340,14 +340,14 @@ func TestBrowserDeleteAnswersInItsRowUnderThePointer(t *testing.T) {
 	poll(t, ctx, "both messages are dead in the list", rowStatus(gone)+` === "dead" && `+rowStatus(retried)+` === "dead"`)
 	row := `[data-testid="message"][data-id="` + gone + `"]`
 	// Click moves the pointer onto the button, and it stays over the row.
-	if err := chromedp.Run(ctx, chromedp.Click(row+` [data-testid="delete"]`, chromedp.ByQuery)); err != nil {
+	// The pointer is over the row as Delete is pressed (the answer may
+	// then change the row's height and move it off).
+	var hovered bool
+	if err := chromedp.Run(ctx, chromedp.Click(row+` [data-testid="delete"]`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector('#msg-`+gone+`').matches(':hover')`, &hovered)); err != nil {
 		t.Fatalf("press Delete: %v", err)
 	}
-	var hovered bool
 	poll(t, ctx, "the row says it was deleted", rowStatus(gone)+` === "deleted"`)
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector('#msg-`+gone+`').matches(':hover')`, &hovered)); err != nil {
-		t.Fatal(err)
-	}
 	var buttons int
 	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('`+row+` button').length`, &buttons)); err != nil {
 		t.Fatal(err)

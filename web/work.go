@@ -13,6 +13,7 @@ import (
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/templates"
+	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
 )
 
@@ -63,7 +64,7 @@ func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
 		if strings.TrimSpace(body.Kind) == "" {
 			return badRequest(c, "kind", "kind is required")
 		}
-		nw := jobs.NewWork{Kind: body.Kind, Priority: jobs.Normal, Payload: body.Payload}
+		nw := jobs.NewWork{Kind: body.Kind, Priority: jobs.Normal, Payload: body.Payload, EnqueuedBy: enqueuedBy(c)}
 		if body.Priority != nil {
 			p, err := jobs.ParsePriority(*body.Priority)
 			if err != nil {
@@ -106,9 +107,17 @@ type workCounter interface {
 // degraded, and 503 when it is down. The counts by state are the stored
 // ones of every process (wc, when given), the figures /api/work and the
 // work page show; this process's own counters are under "process".
-func queueHealth(q healthReporter, wc workCounter) echo.HandlerFunc {
+func queueHealth(q healthReporter, wc workCounter, hub *Hub) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := q.Health()
+		if hub != nil {
+			// Workers, busy ones and breakers of every live process, as
+			// the dashboard shows them (this process's alone without
+			// others); the process's own counters stay under "process".
+			if v, err := hub.View(c.Request().Context()); err == nil && v.Queue != nil {
+				h.Queue.Workers, h.Queue.Busy, h.Queue.Breakers = v.Queue.Workers, v.Queue.Busy, v.Queue.Breakers
+			}
+		}
 		status := http.StatusOK
 		if h.Status == jobs.HealthDown {
 			status = http.StatusServiceUnavailable
@@ -216,4 +225,19 @@ func listWork(wl workLister) echo.HandlerFunc {
 		}
 		return c.JSON(http.StatusOK, workList{WorkPage: page, Counts: counts})
 	}
+}
+
+// enqueuedBy names who posted a work item: the caller as authenticated (or
+// their role) and the request's id, which the access log and audit carry.
+func enqueuedBy(c echo.Context) string {
+	p := auth.From(c.Request().Context())
+	who := p.Name
+	if who == "" {
+		who = p.Role.String()
+	}
+	by := "POST /api/work by " + who
+	if id := c.Response().Header().Get(echo.HeaderXRequestID); id != "" {
+		by += " (request " + id + ")"
+	}
+	return by
 }

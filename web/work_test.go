@@ -87,6 +87,14 @@ func TestWorkAPI(t *testing.T) {
 				g.decode(t, &got)
 				return g.status == 200 && got.ID == it.ID && got.State == jobs.WorkDone && got.Attempts == 1
 			})
+			// Who enqueued it is stored with it (its page shows it:
+			// templates' TestWorkAttemptsReadAgainstTheBudget).
+			var got jobs.WorkItem
+			apiDo(t, e, "GET", "/api/work/"+it.ID, "").decode(t, &got)
+			if !strings.HasPrefix(got.EnqueuedBy, "POST /api/work by ") {
+				t.Errorf("enqueuedBy %q, want the API and its caller", got.EnqueuedBy)
+			}
+
 		})
 	}
 }
