@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 
 	"github.com/canalhq/canal/internal/outage"
 
@@ -62,5 +63,17 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 		_ = c.JSON(http.StatusInternalServerError, apiError{Error: "internal error"})
+	}
+}
+
+// wellFormedQuery answers 400 for a query string Go cannot parse ("%%%"):
+// the parser would drop the bad pair, and the request would be served as
+// if the filter had not been asked for.
+func wellFormedQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return badRequest(c, "query", "malformed query string: "+err.Error())
+		}
+		return next(c)
 	}
 }

@@ -118,6 +118,7 @@ func New(d Deps) *echo.Echo {
 	logins := newLoginLimiter(d.Access.FailedLogins)
 	e.Use(d.Access.identify(logins))
 	e.Use(withZone(d.Zone))
+	e.Use(wellFormedQuery)
 	e.Use(withDatabase(d.Database))
 	addRoutes(e, d, logins)
 	if p := templates.CleanPrefix(d.Prefix); p != "" {

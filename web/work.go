@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/templates"
@@ -205,6 +206,9 @@ func listWork(wl workLister) echo.HandlerFunc {
 		f := jobs.WorkFilter{State: jobs.WorkState(c.QueryParam("state")), Kind: strings.TrimSpace(c.QueryParam("kind"))}
 		if f.State != "" && !jobs.ValidWorkState(f.State) {
 			return badRequest(c, "state", workStateMessage)
+		}
+		if !utf8.ValidString(f.Kind) || len(f.Kind) > 200 {
+			return badRequest(c, "kind", "kind must be UTF-8 text of at most 200 bytes")
 		}
 		before, err := jobs.ParseWorkCursor(c.QueryParam("before"))
 		if err != nil {

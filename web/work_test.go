@@ -253,3 +253,22 @@ func TestWorkListAPI(t *testing.T) {
 		}
 	})
 }
+
+// Filters Go cannot read are refused, not dropped: a malformed query string
+// anywhere, a kind that is not text.
+func TestMalformedFiltersAre400(t *testing.T) {
+	p := newWorkProcessor(t, jobs.Config{})
+	e := New(Deps{Work: p, History: p})
+	for _, tc := range []struct{ path, field string }{
+		{"/api/work?before=%%%", "query"},
+		{"/api/work?state=%zz", "query"},
+		{"/api/work?kind=%ff", "kind"},
+	} {
+		a := apiDo(t, e, "GET", tc.path, "")
+		var body apiError
+		a.decode(t, &body)
+		if a.status != 400 || body.Field != tc.field || body.Error == "" {
+			t.Errorf("%s: %d %+v, want 400 naming %q", tc.path, a.status, body, tc.field)
+		}
+	}
+}
