@@ -387,3 +387,17 @@ func TestWorkItemSaysWhoEnqueuedIt(t *testing.T) {
 		}
 	}
 }
+
+// The running tab says what it counts: claimed items, some of which may
+// wait for a free worker.
+func TestRunningTabSaysItCountsClaims(t *testing.T) {
+	counts := map[jobs.WorkState]jobs.Count{jobs.WorkRunning: {N: 17}}
+	doc := render(t, WorkList(counts, WorkFilter{}, jobs.WorkPage{}))
+	tab := doc.Find(`[data-testid="work-states"] a[href="/work?state=running"]`)
+	if title, _ := tab.Attr("title"); !strings.Contains(title, "claimed") || !strings.Contains(tab.Text(), "running · 17") {
+		t.Fatalf("running tab %q, title %q: want the count and what it counts", tab.Text(), title)
+	}
+	if _, ok := doc.Find(`[data-testid="work-states"] a[href="/work?state=done"]`).Attr("title"); ok {
+		t.Fatal("the done tab has a title: only counts that could mislead say more")
+	}
+}

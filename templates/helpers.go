@@ -211,3 +211,13 @@ func disabledWhy(disabled bool, why string) string {
 // socketFor is the live socket of a page that shows topic: the hub sends it
 // only that topic's fragments (web/hub_topics.go).
 func socketFor(topic string) string { return "/ws?topics=" + url.QueryEscape(topic) }
+
+// stateMeaning says what a work state's count counts where the name alone
+// could mislead: a claimed item is "running" from its claim, though it may
+// wait for a free worker (the queue panel's busy workers are those running).
+func stateMeaning(s jobs.WorkState) string {
+	if s == jobs.WorkRunning {
+		return "claimed by a process: running now or waiting for one of its free workers (busy workers are the ones running)"
+	}
+	return ""
+}
