@@ -377,6 +377,10 @@ func (p *Processor) Run(ctx context.Context) error {
 	}()
 
 	if err := p.restore(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting: a clean stop, nothing ran yet.
+			return nil
+		}
 		return err
 	}
 	if shutEarly {
