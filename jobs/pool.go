@@ -381,7 +381,7 @@ func breakerRetry(k *kind) time.Duration {
 var errInterrupted = errors.New("interrupted by shutdown")
 
 // work is the engine's handler: one attempt of one item.
-func (pl *pool) work(ctx context.Context, qi queue.Item) error {
+func (pl *pool) work(ctx context.Context, qi *queue.Item) error {
 	k, known := pl.kinds[qi.Kind]
 	if !known {
 		// No handler will ever appear in this process.
@@ -399,7 +399,7 @@ func (pl *pool) work(ctx context.Context, qi queue.Item) error {
 	if k.breaker != nil && k.breaker.State() == gobreaker.StateOpen {
 		return fmt.Errorf("circuit breaker open: %w", queue.Snooze(breakerRetry(k)))
 	}
-	it := toWork(qi)
+	it := toWork(*qi)
 	it.State, it.LastError = WorkRunning, ""
 	pl.busy.Add(1)
 	defer pl.busy.Add(-1)

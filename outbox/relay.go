@@ -336,7 +336,7 @@ func (r *Relay) onEvent(ev queue.Event) {
 }
 
 // publish is the engine's handler: one attempt at delivering a message.
-func (r *Relay) publish(ctx context.Context, it queue.Item) error {
+func (r *Relay) publish(ctx context.Context, it *queue.Item) error {
 	p := r.publisher(it.Kind)
 	if p == nil {
 		return fmt.Errorf("%w %q", ErrNoPublisher, it.Kind)

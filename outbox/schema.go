@@ -89,12 +89,14 @@ func record(it queue.Item) Record {
 	return rec
 }
 
-func delivery(it queue.Item) Delivery {
+func delivery(it *queue.Item) Delivery {
 	d := Delivery{
 		ID: it.PublicID, Topic: it.Kind, Key: it.Key, Payload: it.Payload,
 		CreatedAt: it.CreatedAt, Attempt: it.Attempt, // the claim counted it
 	}
-	_ = json.Unmarshal(it.Meta, &d.Headers)
+	if len(it.Meta) > len("{}") { // most messages have no headers: no map, no decoding
+		_ = json.Unmarshal(it.Meta, &d.Headers)
+	}
 	return d
 }
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -66,6 +67,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	switch what {
 	case "outbox", "work":
 		fs.IntVar(&o.n, "n", 10000, "backlog size (1-1000000)")
+		fs.StringVar(&o.memProfile, "memprofile", "", "write a profile of the allocations to this file, and of the backlog's load to this file + \".load\" (go tool pprof -base FILE.load FILE: the drain's alone)")
 	case "latency":
 		fs.Float64Var(&o.rate, "rate", 100, "messages committed per second (0.1-10000)")
 		fs.DurationVar(&o.duration, "d", 10*time.Second, "how long to commit messages (100ms-1h)")
@@ -89,6 +91,9 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	}
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(o.logLevel)) // validated
+	if o.memProfile != "" {
+		runtime.MemProfileRate = 16 << 10 // finer than the default 512 KiB
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("component", "bench")
 	out := &printer{w: stdout}
 
@@ -113,7 +118,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 
 type options struct {
 	db, schema, role, logLevel string
-	cpuProfile                 string
+	cpuProfile, memProfile     string
 	keep                       bool
 	n, workers, procs          int
 	rate                       float64

@@ -235,7 +235,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"latency", "-procs", "3"}, "-procs 3"},
 		{[]string{"latency", "-role", "boss"}, "-role"},
 		{[]string{"latency", "-role", "consumer"}, "-role consumer: needs the -db"},
-		{[]string{"work", "-rate", "5"}, "-rate"}, // latency's flag
+		{[]string{"work", "-rate", "5"}, "-rate"},                // latency's flag
+		{[]string{"latency", "-memprofile", "m"}, "-memprofile"}, // the drains' flag
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -251,6 +252,26 @@ func TestBadFlags(t *testing.T) {
 	data, err := os.ReadFile(existing)
 	if err != nil || string(data) != "not bench's" {
 		t.Errorf("the existing file was touched: %q %v", data, err)
+	}
+}
+
+// TestMemProfile: -memprofile writes the allocations of the run and of the
+// backlog's load, two profiles pprof reads.
+func TestMemProfile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "allocs.prof")
+	if _, _, err := run(t, "outbox", "-db", filepath.Join(dir, "b.db"), "-n", "200", "-memprofile", file); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{file, file + ".load"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A pprof profile is gzipped protobuf.
+		if len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+			t.Errorf("%s is not a gzipped profile (%d bytes)", f, len(data))
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ func benchOutbox(ctx context.Context, t *target, o options, out *printer, log *s
 	}
 	load := time.Since(loadStart)
 
-	published, drained, err := runUntil(ctx, o.cpuProfile, relay.Run, pub.all, nil)
+	published, drained, err := runUntil(ctx, o, relay.Run, pub.all, nil)
 	if err != nil {
 		return err
 	}
@@ -73,12 +73,29 @@ func addBacklog(ctx context.Context, db *gorm.DB, n int) error {
 	return nil
 }
 
+// writeAllocs writes the allocation profile so far to file.
+func writeAllocs(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	return nil
+}
+
 // runUntil runs run until done is closed, then stops it (through stop if
 // given, else by cancelling its context) and waits for it to return. It
-// reports the time to done and the time until run returned.
-func runUntil(ctx context.Context, profile string, run func(context.Context) error, done <-chan struct{}, stop func(context.Context) error) (toDone, toReturn time.Duration, err error) {
-	if profile != "" {
-		f, err := os.Create(profile)
+// reports the time to done and the time until run returned. The profiles
+// o asks for cover that part alone.
+func runUntil(ctx context.Context, o options, run func(context.Context) error, done <-chan struct{}, stop func(context.Context) error) (toDone, toReturn time.Duration, err error) {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return 0, 0, fmt.Errorf("-cpuprofile: %w", err)
 		}
@@ -87,6 +104,19 @@ func runUntil(ctx context.Context, profile string, run func(context.Context) err
 			return 0, 0, fmt.Errorf("-cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.memProfile != "" {
+		// The allocations so far (the backlog's load) go to a base
+		// profile, so that `go tool pprof -base FILE.load FILE` shows
+		// the drain's alone.
+		if err := writeAllocs(o.memProfile + ".load"); err != nil {
+			return 0, 0, err
+		}
+		defer func() {
+			if werr := writeAllocs(o.memProfile); werr != nil && err == nil {
+				err = werr
+			}
+		}()
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

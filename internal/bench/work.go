@@ -54,7 +54,7 @@ func benchWork(ctx context.Context, t *target, o options, out *printer, log *slo
 	}
 	load := time.Since(loadStart)
 
-	ranAll, drained, err := runUntil(ctx, o.cpuProfile, proc.Run, ran.all, proc.Shutdown)
+	ranAll, drained, err := runUntil(ctx, o, proc.Run, ran.all, proc.Shutdown)
 	if err != nil {
 		return err
 	}

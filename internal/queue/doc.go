@@ -28,7 +28,9 @@
 // Each Client runs under a Process (host, pid, random) with a heartbeat row
 // in canal_queue_processes. The heartbeat renews the leases of the items
 // the Client is running (but not of an attempt past its Timeout, so a hung
-// handler is cut); the rescuer of any process moves an item whose lease
+// handler is cut), each once it is within half a lease (at least three
+// beats) of its end, so a batch claimed a moment ago is not rewritten at
+// every beat; the rescuer of any process moves an item whose lease
 // expired to Rescued. A Rescued item is a suspect: its attempt was cut
 // short (a process died, possibly because of it). Clients send suspects
 // one at a time while nothing else of theirs runs, and only a cut while

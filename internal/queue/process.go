@@ -301,13 +301,14 @@ func (p *Process) beat(ctx context.Context) bool {
 	bctx, cancel := context.WithTimeout(ctx, 5*p.cfg.Heartbeat)
 	defer cancel()
 	ok := true
-	write := func(ids []int64, leaseUS int64) {
+	write := func(ids []int64, leaseUS int64) bool {
 		began := time.Now()
 		err := p.drv.Heartbeat(bctx, p.row, ids, leaseUS)
 		ok = ok && err == nil
 		if err := p.cfg.Outage.Observe(began, err); err != nil && ctx.Err() == nil {
 			p.log.Warn("queue: heartbeat failed", "err", err)
 		}
+		return err == nil
 	}
 	cls := p.clients()
 	if len(cls) == 0 {
@@ -317,7 +318,10 @@ func (p *Process) beat(ctx context.Context) bool {
 		if !ok {
 			break // the database is away: the next beat renews them all
 		}
-		write(c.renewable(now), US(now.Add(c.cfg.Lease)))
+		ids, until := c.renewable(now), now.Add(c.cfg.Lease)
+		if write(ids, US(until)) {
+			c.renewed(ids, until)
+		}
 	}
 	return ok
 }

@@ -85,7 +85,7 @@ func TestOutcomesOutliveAnOutageLongerThanTheLease(t *testing.T) {
 	})
 	c, err := queue.NewClient(d, proc, queue.Config{
 		Queue: "work", Workers: n, Lease: time.Second, Timeout: 30 * time.Second, PollInterval: 200 * time.Millisecond,
-		Handler: queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+		Handler: queue.HandlerFunc(func(ctx context.Context, it *queue.Item) error {
 			mu.Lock()
 			runs[it.PublicID]++
 			mu.Unlock()

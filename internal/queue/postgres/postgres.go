@@ -199,7 +199,8 @@ func (d *Driver) Claim(ctx context.Context, r queue.ClaimRequest) ([]queue.Item,
 	if len(w) > 1 {
 		args = append(args, w)
 	}
-	items, err := queuesql.ScanAll(d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)), args...))
+	rows, err := d.stmts.Query(ctx, nil, d.claimSQL(len(r.Weights)), args...)
+	items, err := queuesql.ScanAppend(make([]queue.Item, 0, min(max(r.Limit, 0), 4096)), rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}

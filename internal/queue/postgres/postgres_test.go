@@ -117,3 +117,28 @@ func TestRetryDeadWaitsForAnInserterWithoutDeadlock(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentifiersCompareAsBytes: the columns every hot index compares are
+// in the "C" collation (migration 0009), whatever the database's own.
+func TestIdentifiersCompareAsBytes(t *testing.T) {
+	_, db := open(t)
+	var rows []struct {
+		Column    string
+		Collation string
+	}
+	err := db.Raw(`SELECT a.attname AS "column", c.collname AS "collation"
+FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+WHERE a.attrelid = 'canal_queue_items'::regclass AND a.attname IN ('queue', 'public_id', 'kind', 'item_key', 'state')
+ORDER BY 1`).Scan(&rows).Error
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 5 {
+		t.Fatalf("columns found: %+v, want 5", rows)
+	}
+	for _, r := range rows {
+		if r.Collation != "C" {
+			t.Errorf("%s has collation %q, want C", r.Column, r.Collation)
+		}
+	}
+}

@@ -32,7 +32,8 @@ type Scanner interface{ Scan(dest ...any) error }
 // Scan reads one item in Columns' order.
 func Scan(s Scanner) (queue.Item, error) {
 	var it queue.Item
-	var payload, meta, state string
+	var payload, meta []byte // one copy of the driver's text, not two as a string would make
+	var state string
 	var runAt, lease, created, updated, started, finished int64
 	err := s.Scan(&it.ID, &it.PublicID, &it.Queue, &it.Kind, &it.Key, &it.Priority, &payload, &meta, &state,
 		&it.Attempt, &it.Failures, &it.MaxAttempts, &it.Blocks, &it.LastError, &runAt, &lease, &it.Owner,
@@ -49,11 +50,17 @@ func Scan(s Scanner) (queue.Item, error) {
 
 // ScanAll reads every row and closes rows.
 func ScanAll(rows *sql.Rows, err error) ([]queue.Item, error) {
+	return ScanAppend(nil, rows, err)
+}
+
+// ScanAppend reads every row onto items and closes rows; a claim passes a
+// slice with room for its limit, so a batch of thousands is not copied as
+// it grows.
+func ScanAppend(items []queue.Item, rows *sql.Rows, err error) ([]queue.Item, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []queue.Item
 	for rows.Next() {
 		it, err := Scan(rows)
 		if err != nil {

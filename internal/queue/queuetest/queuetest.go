@@ -48,6 +48,8 @@ func Run(t *testing.T, open Open) {
 		{"DropOldestUnkeyed", testDropOldest},
 		{"CountByFinishAndLatest", testFinished},
 		{"SuccessKeptInItemRow", testSuccessInRow},
+		{"CompleteLargeBatch", testCompleteLargeBatch},
+		{"RenewsOnlyLeasesNearTheirEnd", testRenewNearEnd},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,7 +498,7 @@ func testClient(t *testing.T, d queue.Driver, db *gorm.DB) {
 	runs := map[string]int{}
 	var order []string
 	done := make(chan string, 100)
-	h := queue.HandlerFunc(func(ctx context.Context, it queue.Item) error {
+	h := queue.HandlerFunc(func(ctx context.Context, it *queue.Item) error {
 		mu.Lock()
 		runs[it.PublicID]++
 		n := runs[it.PublicID]
@@ -633,5 +635,110 @@ func testSuccessInRow(t *testing.T, d queue.Driver, db *gorm.DB) {
 		if !slices.EqualFunc(atts, tc.want, func(a, b queue.Attempt) bool { return a == b }) {
 			t.Errorf("%s: attempts %+v, want %+v", tc.id, atts, tc.want)
 		}
+	}
+}
+
+// testCompleteLargeBatch completes, in one call, more outcomes than any one
+// statement of a driver takes (SQLite binds them in statements of 256, 64,
+// 16, 4 and 1), mixing lost claims, retries and dead ones: each outcome is
+// written, or reported lost, as if it came alone.
+func testCompleteLargeBatch(t *testing.T, d queue.Driver, db *gorm.DB) {
+	const n = 256 + 64 + 16 + 4 + 1 + 256 // every statement size, and a second pass
+	items := make([]queue.NewItem, n)
+	for i := range items {
+		items[i] = item(fmt.Sprintf("i%03d", i), "")
+	}
+	insert(t, d, db, items...)
+	got := claim(t, d, "p", n)
+	if len(got) != n {
+		t.Fatalf("claimed %d, want %d", len(got), n)
+	}
+	outs := make([]queue.Outcome, n)
+	for i, it := range got {
+		o := queue.Outcome{ID: it.ID, Owner: it.Owner, Attempt: it.Attempt, Queue: q, State: queue.StateDone,
+			NowUS: us(2*time.Second) + int64(i), StartedUS: us(time.Second), DurationUS: int64(i)}
+		switch i % 7 {
+		case 3:
+			o.Owner = "other" // a lost claim
+		case 5:
+			o.State, o.RunAtUS, o.Failures, o.LastError, o.Error = queue.StatePending, us(time.Hour), 1, "e"+it.PublicID, "e"+it.PublicID
+		case 6:
+			o.State, o.Failures, o.LastError, o.Error = queue.StateDead, 1, "dead", "dead"
+		}
+		outs[i] = o
+	}
+	ok, err := d.Complete(context.Background(), outs)
+	if err != nil || len(ok) != n {
+		t.Fatalf("complete: %d answers, %v", len(ok), err)
+	}
+	for i, it := range got {
+		o, now := outs[i], get(t, d, it.PublicID)
+		if ok[i] != (o.Owner == it.Owner) {
+			t.Fatalf("%s: ok %v, owner %q of %q", it.PublicID, ok[i], o.Owner, it.Owner)
+		}
+		want := o.State
+		if !ok[i] {
+			want = queue.StateRunning
+		}
+		if now.State != want || ok[i] && (now.LastError != o.LastError || now.Failures != o.Failures || queue.US(now.UpdatedAt) != o.NowUS) {
+			t.Fatalf("%s after its outcome %+v: %+v", it.PublicID, o, now)
+		}
+		if ok[i] && o.State == queue.StatePending && queue.US(now.RunAt) != o.RunAtUS {
+			t.Fatalf("%s: run at %v, want %d", it.PublicID, now.RunAt, o.RunAtUS)
+		}
+	}
+}
+
+// testRenewNearEnd: the heartbeat leaves a fresh claim's lease as it is and
+// renews it once it nears its end (a row version per renewal is a write
+// the claim would otherwise pay every beat).
+func testRenewNearEnd(t *testing.T, d queue.Driver, db *gorm.DB) {
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	h := queue.HandlerFunc(func(ctx context.Context, it *queue.Item) error {
+		close(started)
+		<-release
+		return nil
+	})
+	const lease, beat = 4 * time.Second, 50 * time.Millisecond
+	proc := queue.NewProcess(d, queue.ProcessConfig{Heartbeat: beat, RescueInterval: time.Hour})
+	c, err := queue.NewClient(d, proc, queue.Config{Queue: q, Workers: 1, Handler: h, Lease: lease, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = proc.Stop(ctx) }()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Stop(ctx) }()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before Stop, which waits for the attempt
+	insert(t, d, db, item("long", ""))
+	c.Wake()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the item did not start")
+	}
+	first := get(t, d, "long").LeaseUntil
+	// Several beats while more than half the lease is left: not renewed.
+	time.Sleep(6 * beat)
+	if now := get(t, d, "long"); !now.LeaseUntil.Equal(first) {
+		t.Fatalf("a fresh lease was renewed: %v, then %v", first, now.LeaseUntil)
+	}
+	// Once within half the lease of its end, a beat renews it.
+	deadline := time.Now().Add(lease + 5*time.Second)
+	for get(t, d, "long").LeaseUntil.Equal(first) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease (until %v) was never renewed", first)
+		}
+		time.Sleep(beat)
+	}
+	if renewed := get(t, d, "long").LeaseUntil; !renewed.After(first) {
+		t.Fatalf("renewed to %v, before the first lease %v", renewed, first)
 	}
 }
