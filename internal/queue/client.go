@@ -592,7 +592,7 @@ func (c *Client) attempt(ctx context.Context, cl *claimed) finished {
 
 // run calls the handler. The item goes by pointer: copied by value into
 // each frame down to the handler, a worker's stack outgrew its first size
-// on every attempt after the collector had shrunk it (a tenth of the
+// on every attempt after the collector had shrunk it (about a third of the
 // process's time in a drain with 2 000 workers).
 func (c *Client) run(ctx context.Context, it *Item) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
