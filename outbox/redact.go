@@ -20,7 +20,7 @@ func RedactURL(raw string) string {
 }
 
 // redactError returns err with every secret of raw (its password, user
-// name, query values and the whole URL) replaced by its redacted form, so a
+// name, path, query values and the whole URL) replaced by its redacted form, so a
 // client library that quotes the URL it was given cannot leak it. errors.Is
 // and errors.As still see err.
 func redactError(err error, raw string) error {
@@ -34,6 +34,9 @@ func redactError(err error, raw string) error {
 	}
 	for _, s := range urlSecrets(raw) {
 		clean = strings.ReplaceAll(clean, s, "xxxxx")
+	}
+	for _, s := range pathTokens(raw) {
+		clean = replaceWord(clean, s, "xxxxx")
 	}
 	if clean == msg {
 		return err
@@ -83,6 +86,12 @@ func urlSecrets(raw string) []string {
 		add(u.User.Username())
 		out = append(out, u.User.String())
 	}
+	// Slack-style hooks carry their token in the path, and a receiver may
+	// echo the path it was sent.
+	if u.Path != "" && u.Path != "/" {
+		add(u.Path)
+		add(u.EscapedPath())
+	}
 	if u.RawQuery != "" {
 		out = append(out, u.RawQuery)
 		for _, vs := range u.Query() {
@@ -93,6 +102,55 @@ func urlSecrets(raw string) []string {
 	}
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return out
+}
+
+// pathTokens are the segments of raw's path that may be a token, to be
+// hidden where they stand as a word of their own (a receiver may quote
+// only the token): every segment but a short all-lowercase route word such
+// as "services" or "hooks", which would blank out the words of the message
+// itself.
+func pathTokens(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) < 3 || (len(seg) < 16 && strings.Trim(seg, "abcdefghijklmnopqrstuvwxyz") == "") {
+			continue
+		}
+		out = append(out, seg, url.PathEscape(seg))
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(out)
+}
+
+// replaceWord replaces each occurrence of word in s that is not part of a
+// longer word (letters, digits, '-', '_', '.', '%' and '~' join a word, as
+// they do a path segment).
+func replaceWord(s, word, with string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, word)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(word)
+		if (i > 0 && wordByte(s[i-1])) || (end < len(s) && wordByte(s[end])) {
+			b.WriteString(s[:i+1])
+			s = s[i+1:]
+			continue
+		}
+		b.WriteString(s[:i])
+		b.WriteString(with)
+		s = s[end:]
+	}
+}
+
+func wordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '_' || c == '.' || c == '%' || c == '~' || c >= 0x80
 }
 
 type redacted struct {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -48,18 +50,29 @@ func TestRunDefaultSaysWhoMayOperate(t *testing.T) {
 	}
 }
 
-// A webhook's token, the NATS password and Canal's own tokens appear in no
+// A webhook's secrets (a token in its path or query, its user and
+// password), even when the receiver echoes them, the NATS password and Canal's own tokens appear in no
 // log line, page or API answer.
 func TestSecretsStayOutOfLogsPagesAndAnswers(t *testing.T) {
 	const (
 		hookSecret = "HOOK-SECRET-7f3a9"
+		hookPath   = "HOOK-PATH-7f3a9"
+		hookUser   = "HOOK-USER-7f3a9"
+		hookPass   = "HOOK-PASS-7f3a9"
 		opToken    = "OPERATOR-TOKEN-7f3a9c"
 		viewToken  = "VIEWER-TOKEN-7f3a9c"
 	)
 	env := map[string]string{"CANAL_OPERATOR_TOKEN": opToken, "CANAL_VIEWER_TOKEN": viewToken}
-	// Nothing listens on port 1: every publish fails and its error, which
-	// quotes the URL, is logged and stored in the attempt history.
-	inst := servertest.Start(t, env, "-webhook-url", "http://127.0.0.1:1/hook?token="+hookSecret, "-log-level", "debug")
+	// The receiver refuses every message and echoes what it was sent, as
+	// some do: each error is logged and stored in the attempt history.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		http.Error(w, "no_service "+r.RequestURI+" for "+u+":"+p+" (token "+path.Base(r.URL.Path)+")", http.StatusNotFound)
+	}))
+	t.Cleanup(hook.Close) // after the instance stops
+	hookAddr := hook.Listener.Addr().String()
+	inst := servertest.Start(t, env, "-webhook-url",
+		"http://"+hookUser+":"+hookPass+"@"+hookAddr+"/services/T0/"+hookPath+"?token="+hookSecret, "-log-level", "debug")
 	get := func(path, token string) string {
 		req, _ := http.NewRequest("GET", inst.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -95,8 +108,8 @@ func TestSecretsStayOutOfLogsPagesAndAnswers(t *testing.T) {
 		return false
 	})
 	id := failed.Items[0].ID
-	if !strings.Contains(failed.Items[0].LastError, "127.0.0.1:1") {
-		t.Errorf("the stored error %q should still name the host", failed.Items[0].LastError)
+	if !strings.Contains(failed.Items[0].LastError, "404 Not Found: no_service") {
+		t.Errorf("the stored error %q should still say what the receiver answered", failed.Items[0].LastError)
 	}
 	answers := map[string]string{
 		"api list":    get("/api/outbox", viewToken),
@@ -107,7 +120,7 @@ func TestSecretsStayOutOfLogsPagesAndAnswers(t *testing.T) {
 	}
 	answers["logs"] = inst.Logs()
 	for where, text := range answers {
-		for _, secret := range []string{hookSecret, opToken, viewToken} {
+		for _, secret := range []string{hookSecret, hookPath, hookUser, hookPass, opToken, viewToken} {
 			if strings.Contains(text, secret) {
 				t.Errorf("%s shows the secret %q", where, secret)
 			}
