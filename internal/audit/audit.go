@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/canalhq/canal/internal/outage"
 	"gorm.io/gorm"
@@ -83,8 +85,9 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 		e.At = time.Now()
 	}
 	e.At = e.At.UTC()
-	e.Who, e.Target, e.Detail = clip(e.Who, 200), clip(e.Target, 300), clip(e.Detail, 1000)
-	e.From, e.Action, e.RequestID = clip(e.From, 100), clip(e.Action, 100), clip(e.RequestID, 100)
+	e.Who, e.Target, e.Detail = clip(Escape(e.Who), 200), clip(Escape(e.Target), 300), clip(Escape(e.Detail), 1000)
+	e.From, e.Action, e.RequestID = clip(Escape(e.From), 100), clip(Escape(e.Action), 100), clip(Escape(e.RequestID), 100)
+	e.Role, e.Via, e.Result = clip(Escape(e.Role), 20), clip(Escape(e.Via), 20), clip(Escape(e.Result), 20)
 	e.ID = 0
 	if _, err := l.Flush(ctx); err != nil {
 		l.hold(e)
@@ -131,6 +134,19 @@ func (l *Log) Flush(ctx context.Context) (int, error) {
 	n := len(l.held)
 	l.held = nil
 	return n, nil
+}
+
+// Escape returns s as the audit log stores it: as it is if it is valid
+// UTF-8 of printable characters and spaces, else quoted with Go's escapes
+// ("job\x00name"). A client chooses these bytes (a route's name, a user
+// name, a header), and PostgreSQL refuses NUL and invalid UTF-8 in text
+// (SQLSTATE 22021): refusing the entry would lose exactly the attack it
+// records. Filters compare with the stored, escaped form.
+func Escape(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // clip bounds s to n bytes without splitting a character.

@@ -93,3 +93,33 @@ func TestRecordClipsLongFields(t *testing.T) {
 		}
 	})
 }
+
+// An attacker chooses the bytes of a route's name, a header or a user name:
+// NUL and invalid UTF-8, which PostgreSQL refuses in text (SQLSTATE 22021),
+// are stored escaped, so the refused action is in the log all the same.
+func TestRecordStoresAnyBytesEscaped(t *testing.T) {
+	eachDB(t, func(t *testing.T, l *audit.Log) {
+		ctx := context.Background()
+		e, err := l.Record(ctx, audit.Entry{Who: "ev\xffil", Role: "none", Via: "bearer", From: "10.0.0.1\x00",
+			Action: "jobs.stop", Target: "job\x00name", Result: audit.ResultDenied, Status: 403,
+			Detail: "bad \xc3\x28 bytes\n", RequestID: "\x00"})
+		if err != nil {
+			t.Fatalf("Record with NUL and invalid UTF-8: %v", err)
+		}
+		want := audit.Entry{Who: `"ev\xffil"`, From: `"10.0.0.1\x00"`, Target: `"job\x00name"`, Detail: `"bad \xc3( bytes\n"`, RequestID: `"\x00"`}
+		p, err := l.List(ctx, audit.Filter{Who: want.Who})
+		if err != nil || len(p.Items) != 1 {
+			t.Fatalf("List by the escaped name: %+v, %v", p, err)
+		}
+		for _, got := range []audit.Entry{e, p.Items[0]} {
+			if got.Who != want.Who || got.From != want.From || got.Target != want.Target || got.Detail != want.Detail || got.RequestID != want.RequestID {
+				t.Errorf("stored %+v, want the fields escaped as %+v", got, want)
+			}
+		}
+		// Plain text, quotes and non-ASCII letters included, is stored as it is.
+		plain, err := l.Record(ctx, audit.Entry{Who: `zoë "ops"`, Role: "operator", Via: "open", From: "::1", Action: "a", Result: audit.ResultOK, Target: `C:\jobs`})
+		if err != nil || plain.Who != `zoë "ops"` || plain.Target != `C:\jobs` {
+			t.Errorf("plain text changed: %+v, %v", plain, err)
+		}
+	})
+}
