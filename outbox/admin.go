@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/canalhq/canal/internal/queue"
 )
@@ -39,6 +41,10 @@ func (r *Relay) List(ctx context.Context, f ListFilter) (Page, error) {
 	}
 	if len(f.Key) > 200 {
 		return Page{}, fmt.Errorf("%w: key longer than 200 bytes", ErrInvalidFilter)
+	}
+	if !utf8.ValidString(f.Key) || strings.ContainsRune(f.Key, 0) {
+		// PostgreSQL refuses these bytes in text (SQLSTATE 22021).
+		return Page{}, fmt.Errorf("%w: key must be UTF-8 text without NUL", ErrInvalidFilter)
 	}
 	if f.Limit < 0 || f.Limit > MaxPage || f.Before < 0 {
 		return Page{}, fmt.Errorf("%w: limit must be 1..%d and before positive", ErrInvalidFilter, MaxPage)

@@ -96,6 +96,8 @@ func TestAdminListGetRetryDelete(t *testing.T) {
 			{"retry invalid UTF-8 id", func() error { _, err := r.Retry(ctx, "\xff"); return err }, ErrNotFound},
 			{"delete NUL id", func() error { return r.Delete(ctx, "a\x00") }, ErrNotFound},
 			{"list NUL topic", func() error { _, err := r.List(ctx, ListFilter{Topic: "\x00"}); return err }, ErrInvalidFilter},
+			{"list NUL key", func() error { _, err := r.List(ctx, ListFilter{Key: "a\x00"}); return err }, ErrInvalidFilter},
+			{"list invalid UTF-8 key", func() error { _, err := r.List(ctx, ListFilter{Key: "\xff"}); return err }, ErrInvalidFilter},
 			{"retry dead of an invalid UTF-8 topic", func() error { _, err := r.RetryDead(ctx, "\xff"); return err }, ErrInvalidFilter},
 			{"delete pending", func() error { return r.Delete(ctx, a[1]) }, ErrNotDead},
 			{"delete dispatched", func() error { return r.Delete(ctx, a[0]) }, ErrNotDead},

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/canalhq/canal/internal/outage"
 
@@ -68,12 +70,47 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 
 // wellFormedQuery answers 400 for a query string Go cannot parse ("%%%"):
 // the parser would drop the bad pair, and the request would be served as
-// if the filter had not been asked for.
+// if the filter had not been asked for. So it does for a name or value
+// that is not UTF-8 text or holds a NUL: no filter means such bytes, and
+// PostgreSQL refuses them in a query's text (SQLSTATE 22021), which
+// would be a 500.
 func wellFormedQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
-			return badRequest(c, "query", "malformed query string: "+err.Error())
+		q, err := url.ParseQuery(c.Request().URL.RawQuery)
+		if err != nil {
+			return badQuery(c, "query", "malformed query string: "+err.Error())
+		}
+		for name, values := range q {
+			if !plainText(name) {
+				return badQuery(c, "query", "query parameter names must be UTF-8 text without NUL")
+			}
+			for _, v := range values {
+				if !plainText(v) {
+					return badQuery(c, name, name+": want UTF-8 text without NUL")
+				}
+			}
 		}
 		return next(c)
 	}
+}
+
+// maxKindLen bounds a kind filter, as the work API does.
+const (
+	maxKindLen  = 200
+	kindMessage = "kind must be UTF-8 text of at most 200 bytes"
+)
+
+// plainText reports whether s is UTF-8 without NUL, text any database
+// takes.
+func plainText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// badQuery answers a bad query in the form its caller reads: an error
+// page for a page, JSON for the API.
+func badQuery(c echo.Context, field, msg string) error {
+	if isPage(c) {
+		return badPage(c, field, msg)
+	}
+	return badRequest(c, field, msg)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -129,11 +130,14 @@ func workListFragment(fs *fragments, wl workLister) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		f := templates.WorkFilter{State: jobs.WorkState(c.QueryParam("state")), Kind: strings.TrimSpace(c.QueryParam("kind")), Before: c.QueryParam("before")}
 		if f.State != "" && !jobs.ValidWorkState(f.State) {
-			return jsonError(c, http.StatusBadRequest, "unknown work state "+strconv.Quote(string(f.State)))
+			return badRequest(c, "state", "unknown work state "+strconv.Quote(string(f.State)))
+		}
+		if len(f.Kind) > maxKindLen {
+			return badRequest(c, "kind", kindMessage)
 		}
 		before, err := jobs.ParseWorkCursor(f.Before)
 		if err != nil {
-			return jsonError(c, http.StatusBadRequest, err.Error())
+			return badRequest(c, "before", err.Error())
 		}
 		return fs.serve(c, func(ctx context.Context) (int, templ.Component, error) {
 			page, err := wl.ListWork(ctx, jobs.WorkFilter{State: f.State, Kind: f.Kind}, before, 0)
@@ -193,6 +197,12 @@ func outboxFilter(c echo.Context) (f templates.OutboxFilter, lf outbox.ListFilte
 		Before: c.QueryParam("before"),
 	}
 	lf = outbox.ListFilter{Topic: f.Topic, Key: f.Key}
+	if msg := checkTopic(f.Topic); msg != "" {
+		return f, lf, "topic", msg
+	}
+	if len(f.Key) > maxTopicLen {
+		return f, lf, "key", fmt.Sprintf("key longer than %d bytes", maxTopicLen)
+	}
 	if f.Status != "" {
 		st, ok := outbox.ParseStatus(f.Status)
 		if !ok {

@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
 	"github.com/canalhq/canal/testenv"
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 )
 
 // The fuzz targets below send every request decoder and query parser
@@ -29,10 +31,16 @@ import (
 // target (the target itself runs thousands of times) and stopped with it.
 func fuzzRouter(tb testing.TB) *echo.Echo {
 	tb.Helper()
+	return routerOn(tb, testenv.SQLite(tb))
+}
+
+// routerOn is the whole surface on real stores in db, the audit log
+// included.
+func routerOn(tb testing.TB, db *gorm.DB) *echo.Echo {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	tb.Cleanup(func() { cancel(); wg.Wait() })
-	db := testenv.SQLite(tb)
 	if err := jobs.Migrate(ctx, db); err != nil {
 		tb.Fatal(err)
 	}
@@ -59,7 +67,10 @@ func fuzzRouter(tb testing.TB) *echo.Echo {
 	}
 	h := NewHub(HubConfig{})
 	wg.Go(func() { h.Run(ctx) })
-	return New(Deps{Logger: log, Hub: h, Jobs: p, Work: p, History: p, Outbox: r, Orders: &fakePlacer{}})
+	if err := audit.Migrate(ctx, db); err != nil {
+		tb.Fatal(err)
+	}
+	return New(Deps{Logger: log, Hub: h, Jobs: p, Work: p, History: p, Outbox: r, Orders: &fakePlacer{}, Audit: audit.New(db)})
 }
 
 // noServerError sends one request and fails on a 5xx, or on an API answer

@@ -123,6 +123,9 @@ func workPage(h *Hub, wl workLister) echo.HandlerFunc {
 		if f.State != "" && !jobs.ValidWorkState(f.State) {
 			return badPage(c, "state", workStateMessage)
 		}
+		if len(f.Kind) > maxKindLen {
+			return badPage(c, "kind", kindMessage)
+		}
 		before, err := jobs.ParseWorkCursor(f.Before)
 		if err != nil {
 			return badPage(c, "before", workCursorMessage)
@@ -161,9 +164,6 @@ func outboxPage(h *Hub, ob OutboxReader, routes []templates.Route) echo.HandlerF
 		f, lf, field, bad := outboxFilter(c)
 		if bad != "" {
 			return badPage(c, field, bad)
-		}
-		if msg := checkTopic(f.Topic); msg != "" {
-			return badPage(c, "topic", msg)
 		}
 		page, err := ob.List(ctx, lf)
 		if errors.Is(err, outbox.ErrInvalidFilter) {

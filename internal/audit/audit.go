@@ -149,6 +149,8 @@ func Escape(s string) string {
 	return s
 }
 
+func plainText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
 // clip bounds s to n bytes without splitting a character.
 func clip(s string, n int) string {
 	if len(s) <= n {
@@ -187,6 +189,11 @@ func ParseFilter(f Filter) (Filter, int64, error) {
 		return f, 0, fmt.Errorf("%w: who longer than 200 bytes", ErrInvalidFilter)
 	case len(f.Action) > 100:
 		return f, 0, fmt.Errorf("%w: action longer than 100 bytes", ErrInvalidFilter)
+	}
+	// PostgreSQL refuses these bytes in text (SQLSTATE 22021); what an
+	// attacker sent is stored escaped (Escape), and found by that form.
+	if !plainText(f.Who) || !plainText(f.Action) {
+		return f, 0, fmt.Errorf("%w: who and action must be UTF-8 text without NUL (entries store such bytes escaped, as \"\\x00\")", ErrInvalidFilter)
 	}
 	switch f.Result {
 	case "", ResultOK, ResultFailed, ResultDenied:

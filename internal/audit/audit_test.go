@@ -68,7 +68,8 @@ func TestRecordListFilterPagePrune(t *testing.T) {
 		if len(denied.Items) != 3 || len(viewer.Items) != 3 {
 			t.Errorf("filters: %d denied, %d by viewer; want 3 and 3", len(denied.Items), len(viewer.Items))
 		}
-		for _, bad := range []audit.Filter{{Result: "maybe"}, {Before: "x"}, {Before: "-1"}, {Limit: 1000}, {Who: strings.Repeat("w", 201)}} {
+		for _, bad := range []audit.Filter{{Result: "maybe"}, {Before: "x"}, {Before: "-1"}, {Limit: 1000}, {Who: strings.Repeat("w", 201)},
+			{Who: "\xff"}, {Action: "a\x00"}} {
 			if _, err := l.List(ctx, bad); !errors.Is(err, audit.ErrInvalidFilter) {
 				t.Errorf("List(%+v) = %v, want ErrInvalidFilter", bad, err)
 			}
