@@ -49,12 +49,16 @@ const readyTimeout = time.Second
 
 // readyz is readiness: 200 when every check passes within readyTimeout,
 // else 503 with each failing check's reason: its error for an
-// authenticated caller, its general words for an anonymous one; the errors
-// are logged when the set of failing checks changes (see readyLog).
-func readyz(ready func() bool, checks []ReadyCheck, log *slog.Logger) echo.HandlerFunc {
+// authenticated caller on an allowed Host name, its general words for
+// anyone else; the errors are logged when the set of failing checks
+// changes (see readyLog). /readyz answers any Host (probes ask by
+// address), and in open mode every caller is an operator: without the
+// Host check, a page of another site resolving to this address would
+// read the database's address and user.
+func readyz(ready func() bool, checks []ReadyCheck, allowedHost func(string) bool, log *slog.Logger) echo.HandlerFunc {
 	var transitions readyLog
 	return func(c echo.Context) error {
-		detailed := auth.From(c.Request().Context()).Role != auth.Anonymous
+		detailed := auth.From(c.Request().Context()).Role != auth.Anonymous && allowedHost(c.Request().Host)
 		reasons := map[string]string{}
 		if !ready() {
 			reasons["program"] = "starting or shutting down"

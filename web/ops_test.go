@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -249,11 +250,65 @@ func TestReadyzHidesDetailsFromAnonymousCallers(t *testing.T) {
 	if !strings.Contains(logs.String(), "10.9.8.7:5432") {
 		t.Errorf("the log lacks the details: %s", logs.String())
 	}
+	// A viewer asking by an address that is not an allowed Host name
+	// (a probe's, or a page's of another site that resolves here) sees
+	// the general words too.
 	code, reasons, raw = ask(testViewer)
-	if code != 503 || reasons["database"] != detail || !strings.Contains(reasons["queue"], "95/100") {
-		t.Errorf("viewer: %d %s", code, raw)
+	if code != 503 || reasons["database"] != "database unreachable" || strings.Contains(raw, "10.9.8.7") {
+		t.Errorf("viewer on a host that is not allowed: %d %s", code, raw)
 	}
 	if code, _, raw := ask("wrong-token"); code != 401 || strings.Contains(raw, "10.9.8.7") {
 		t.Errorf("wrong token: %d %s", code, raw)
+	}
+}
+
+// /readyz shows a failing check's error only to an authorised caller on an
+// allowed Host name; everyone else reads the general words, in open mode
+// (no tokens: every caller is an operator) too.
+func TestReadyzDetailsOnlyToAuthorisedCallersOnAllowedHosts(t *testing.T) {
+	const detail = `failed to connect to user=canal database=orders host=10.9.8.7:5432: connection refused`
+	checks := []ReadyCheck{{Name: "database", Down: "database unreachable", Check: func(context.Context) error { return errors.New(detail) }}}
+	tok := testTokens(t)
+	open := New(Deps{Ready: func() bool { return true }, Checks: checks})
+	tokens := New(Deps{Ready: func() bool { return true }, Checks: checks,
+		Access: Access{Authenticator: tok, Login: tok, Hosts: []string{"canal.example"}}})
+	for _, tt := range []struct {
+		name     string
+		e        http.Handler
+		host     string
+		bearer   string
+		detailed bool
+	}{
+		{"open, loopback name", open, "localhost:8080", "", true},
+		{"open, loopback address", open, "127.0.0.1:8080", "", true},
+		{"open, another name", open, "evil.example", "", false},
+		{"open, a probe's address", open, "10.1.2.3:8080", "", false},
+		{"tokens, anonymous on an allowed name", tokens, "canal.example", "", false},
+		{"tokens, viewer on an allowed name", tokens, "canal.example", testViewer, true},
+		{"tokens, operator on loopback", tokens, "localhost", testOperator, true},
+		{"tokens, operator on another name", tokens, "evil.example", testOperator, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/readyz", nil)
+			req.Host = tt.host
+			if tt.bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.bearer)
+			}
+			rec := httptest.NewRecorder()
+			tt.e.ServeHTTP(rec, req)
+			var body struct {
+				Reasons map[string]string `json:"reasons"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("%d %s, want 503 with JSON", rec.Code, rec.Body.String())
+			}
+			want := "database unreachable"
+			if tt.detailed {
+				want = detail
+			}
+			if body.Reasons["database"] != want {
+				t.Errorf("reason %q, want %q", body.Reasons["database"], want)
+			}
+		})
 	}
 }

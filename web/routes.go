@@ -110,7 +110,8 @@ func New(d Deps) *echo.Echo {
 	e.Use(middleware.BodyLimit(strconv.Itoa(maxBody)))
 	// A page whose name merely resolves to this address (DNS rebinding)
 	// is not this dashboard.
-	e.Use(hostGuard(d.Access.Hosts))
+	allowedHost := hostPolicy(d.Access.Hosts)
+	e.Use(hostGuard(allowedHost))
 	// A page on another site must not press Canal's buttons from a
 	// colleague's browser.
 	e.Use(crossOriginGuard(http.NewCrossOriginProtection()))
@@ -120,7 +121,7 @@ func New(d Deps) *echo.Echo {
 	e.Use(withZone(d.Zone))
 	e.Use(wellFormedQuery)
 	e.Use(withDatabase(d.Database))
-	addRoutes(e, d, logins)
+	addRoutes(e, d, logins, allowedHost)
 	if p := templates.CleanPrefix(d.Prefix); p != "" {
 		return mountAt(p, e, d.Logger)
 	}
@@ -128,11 +129,11 @@ func New(d Deps) *echo.Echo {
 }
 
 // addRoutes is the map of the whole HTTP surface, on one screen.
-func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter) {
+func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(string) bool) {
 	// GET and HEAD: uptime checks and caches often ask with HEAD.
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e.Match(getHead, "/healthz", healthz(d.Ready, d.Started))
-	e.Match(getHead, "/readyz", readyz(d.Ready, d.Checks, d.Logger))
+	e.Match(getHead, "/readyz", readyz(d.Ready, d.Checks, allowedHost, d.Logger))
 	e.Match(getHead, "/static/*", staticFiles(static.FS))
 
 	// Logging in, and who may do what: every route below names the role

@@ -12,43 +12,45 @@ import (
 // LoopbackHosts are the Host names allowed when no others are configured.
 var LoopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
 
-// hostGuard refuses requests whose Host header names none of hosts (besides
-// the loopback names; "*" allows any). A DNS-rebinding page reaches Canal
+// hostGuard refuses requests whose Host header allowed refuses (see
+// hostPolicy). A DNS-rebinding page reaches Canal
 // with its own name in Host, so this is what stops it, on every route and on
 // the WebSockets; only the health checks, which load balancers probe by
 // address, are left out.
-func hostGuard(hosts []string) echo.MiddlewareFunc {
+func hostGuard(allowed func(host string) bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			switch c.Request().URL.Path {
+			case "/healthz", "/readyz":
+				return next(c)
+			}
+			if !allowed(c.Request().Host) {
+				return deny(c, http.StatusForbidden, "host "+quoteHost(c.Request().Host)+" is not allowed: add it to -allowed-hosts")
+			}
+			return next(c)
+		}
+	}
+}
+
+// hostPolicy reports whether a request's Host header names this dashboard:
+// a loopback name or one of hosts ("*" allows any).
+func hostPolicy(hosts []string) func(host string) bool {
 	allowed := map[string]bool{}
-	anyHost := false
 	for _, h := range append(append([]string{}, LoopbackHosts...), hosts...) {
 		h = strings.ToLower(strings.TrimSpace(h))
 		if host, _, err := net.SplitHostPort(h); err == nil {
 			h = host // a port in the list would never match: names are compared
 		}
 		if h == "*" {
-			anyHost = true
+			return func(string) bool { return true }
 		}
 		allowed[strings.Trim(h, "[]")] = true
 	}
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if anyHost {
-				return next(c)
-			}
-			switch c.Request().URL.Path {
-			case "/healthz", "/readyz":
-				return next(c)
-			}
-			host := c.Request().Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			host = strings.ToLower(strings.Trim(host, "[]"))
-			if !allowed[host] {
-				return deny(c, http.StatusForbidden, "host "+quoteHost(c.Request().Host)+" is not allowed: add it to -allowed-hosts")
-			}
-			return next(c)
+	return func(host string) bool {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
 		}
+		return allowed[strings.ToLower(strings.Trim(host, "[]"))]
 	}
 }
 
