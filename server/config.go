@@ -51,6 +51,10 @@ type Config struct {
 	ViewerToken   string
 	AllowedHosts  []string // Host names besides the loopback ones
 	Insecure      bool     // listen beyond loopback without authentication
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (login limit, audit, logs); none: the connection's
+	// address.
+	TrustedProxies []*net.IPNet
 	// AuditRetention is how long audit entries are kept.
 	AuditRetention time.Duration
 	// DisplayTZ is the zone the dashboard shows times in ("" for each
@@ -85,6 +89,7 @@ var envName = map[string]string{
 	"operator-token":   "CANAL_OPERATOR_TOKEN",
 	"viewer-token":     "CANAL_VIEWER_TOKEN",
 	"allowed-hosts":    "CANAL_ALLOWED_HOSTS",
+	"trusted-proxies":  "CANAL_TRUSTED_PROXIES",
 	"insecure":         "CANAL_INSECURE",
 	"audit-retention":  "CANAL_AUDIT_RETENTION",
 	"display-tz":       "CANAL_DISPLAY_TZ",
@@ -103,6 +108,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		origins string
 		routes  string
 		hosts   string
+		proxies string
 	)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "HTTP listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&cfg.DB, "db", "canal.db", "database: a SQLite file path, a sqlite: URL, or a postgres:// URL")
@@ -126,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.OperatorToken, "operator-token", "", "token of the operator role (every page and command); prefer the environment variable, which ps does not show")
 	fs.StringVar(&cfg.ViewerToken, "viewer-token", "", "token of the viewer role (pages, the wall and the read API)")
 	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated Host names the dashboard answers to besides localhost, 127.0.0.1 and ::1 (* for any); others are refused, which stops DNS rebinding")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of the reverse proxies in front of Canal (e.g. 10.0.0.0/8): the client address of their requests, which the login limit counts, is read from X-Forwarded-For; empty: the connection's address, the header ignored")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", 90*24*time.Hour, "how long the audit log keeps who did what")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback -addr without any token: everyone who reaches it is an operator")
 	fs.StringVar(&cfg.DisplayTZ, "display-tz", "", "show every time on the dashboard in this IANA zone (e.g. Europe/Paris, UTC); empty: each viewer's own zone")
@@ -170,13 +177,41 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
-	if err := errors.Join(routeErr, cfg.validate()); err != nil {
+	var proxyErr error
+	cfg.TrustedProxies, proxyErr = parseProxies(proxies)
+	if err := errors.Join(routeErr, proxyErr, cfg.validate()); err != nil {
 		return cfg, err
 	}
 	if cfg.DisplayTZ != "" {
 		cfg.Zone, _ = time.LoadLocation(cfg.DisplayTZ) // validated
 	}
 	return cfg, nil
+}
+
+// parseProxies reads comma-separated CIDRs or single addresses.
+func parseProxies(s string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	var errs []error
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if ip := net.ParseIP(p); ip != nil {
+			bits := 8 * net.IPv6len
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 8*net.IPv4len
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-trusted-proxies %q: want an address or a CIDR such as 10.0.0.0/8", p))
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, errors.Join(errs...)
 }
 
 // publisherNames are the publishers a route may name.

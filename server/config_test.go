@@ -88,6 +88,25 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad nats URL hides its token", args: []string{"-nats-url", "http://hunter22@n.example:4222"}, wantErr: "-nats-url http://n.example:4222: want a nats://"},
 		{name: "bad redis maxlen", args: []string{"-redis-maxlen", "0"}, wantErr: "-redis-maxlen 0: must be at least 1"},
 		{name: "bad amqp exchange", args: []string{"-amqp-exchange", "a b"}, wantErr: `-amqp-exchange "a b"`},
+		{
+			name: "trusted proxies",
+			env:  map[string]string{"CANAL_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32"},
+			check: func(t *testing.T, c Config) {
+				var got []string
+				for _, n := range c.TrustedProxies {
+					got = append(got, n.String())
+				}
+				if want := "10.0.0.0/8 192.0.2.7/32 2001:db8::/32"; strings.Join(got, " ") != want {
+					t.Errorf("trusted proxies = %v, want %s", got, want)
+				}
+			},
+		},
+		{name: "no trusted proxy by default", check: func(t *testing.T, c Config) {
+			if len(c.TrustedProxies) != 0 {
+				t.Errorf("trusted proxies = %v, want none", c.TrustedProxies)
+			}
+		}},
+		{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/33"}, wantErr: `-trusted-proxies "10.0.0.0/33": want an address or a CIDR`},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: "want debug, info, warn or error"},
 		{
 			name: "display zone",

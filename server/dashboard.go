@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,10 @@ type DashboardConfig struct {
 	// loopback ones ("*": any). A page whose name merely resolves to the
 	// service (DNS rebinding) is refused.
 	AllowedHosts []string
+	// TrustedProxies are the reverse proxies in front of the service:
+	// their requests' client address (the login limit's, the audit's) is
+	// read from X-Forwarded-For. None: the connection's address.
+	TrustedProxies []*net.IPNet
 	// AllowedOrigins are other origins whose pages may open the sockets.
 	AllowedOrigins []string
 	// Zone is the zone times are shown in; nil shows each viewer's own.
@@ -173,7 +178,7 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		Routes:      cfg.Routes,
 		Orders:      cfg.orders,
 		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
-		Access:      web.Access{Authenticator: cfg.Authenticator, Login: cfg.Login, Hosts: cfg.AllowedHosts},
+		Access:      web.Access{Authenticator: cfg.Authenticator, Login: cfg.Login, Hosts: cfg.AllowedHosts, TrustedProxies: cfg.TrustedProxies},
 		Audit:       d.audit,
 		Processes:   cfg.processes,
 		Metrics:     d.metrics,

@@ -129,7 +129,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var ready atomic.Bool
 	dash, err := newDashboard(db, DashboardConfig{
 		Jobs: proc, Outbox: relay, Routes: routes,
-		Authenticator: access.Authenticator, Login: access.Login, AllowedHosts: access.Hosts,
+		Authenticator: access.Authenticator, Login: access.Login, AllowedHosts: access.Hosts, TrustedProxies: cfg.TrustedProxies,
 		AllowedOrigins: cfg.AllowedOrigins, Zone: cfg.Zone, AuditRetention: cfg.AuditRetention,
 		Tracer: tracer, Logger: log,
 		orders: orderRoutes, ready: ready.Load,

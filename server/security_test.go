@@ -140,3 +140,32 @@ func TestSecretsStayOutOfLogsPagesAndAnswers(t *testing.T) {
 		t.Errorf("the NATS password is shown: %v\n%s", err, stderr.String())
 	}
 }
+
+// -trusted-proxies reaches the login limit: behind a proxy on loopback,
+// ten wrong tokens from one client lock out that client only.
+func TestTrustedProxiesKeepOneClientsGuessesItsOwn(t *testing.T) {
+	const opToken = "OPERATOR-TOKEN-7f3a9c"
+	inst := servertest.Start(t, map[string]string{"CANAL_OPERATOR_TOKEN": opToken}, "-demo=false", "-trusted-proxies", "127.0.0.1/32")
+	call := func(client, token string) int {
+		req, _ := http.NewRequest("GET", inst.URL+"/api/jobs", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 10 {
+		if code := call("203.0.113.1", "wrong-token-0123456789-"+string(rune('a'+i))); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, code)
+		}
+	}
+	if code := call("203.0.113.1", opToken); code != http.StatusTooManyRequests {
+		t.Errorf("the guessing client: %d, want 429", code)
+	}
+	if code := call("203.0.113.2", opToken); code != http.StatusOK {
+		t.Errorf("another client through the same proxy: %d, want 200", code)
+	}
+}

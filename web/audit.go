@@ -73,7 +73,7 @@ func (rc recorder) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			p = who
 		}
 		e := audit.Entry{
-			At: start, Who: p.Name, Role: p.Role.String(), Via: p.Via, From: clientAddr(c.Request()),
+			At: start, Who: p.Name, Role: p.Role.String(), Via: p.Via, From: clientAddr(c),
 			Action: action, Target: commandTarget(c), Result: result, Status: status, Detail: detail,
 			RequestID: c.Response().Header().Get(echo.HeaderXRequestID),
 		}

@@ -34,6 +34,27 @@ type Access struct {
 	// FailedLogins is how many failed logins a client address may make
 	// per minute (default 10).
 	FailedLogins int
+	// TrustedProxies are the addresses of the reverse proxies in front of
+	// Canal: a request from one of them is its client's, read from
+	// X-Forwarded-For (the nearest entry that is not a trusted proxy), for
+	// the login limit, the audit log and the request log. None (the
+	// default): every request is its connection's address, and the header
+	// is ignored, since any client can send it.
+	TrustedProxies []*net.IPNet
+}
+
+// ipExtractor reads a request's client address as Access says.
+func (a Access) ipExtractor() echo.IPExtractor {
+	if len(a.TrustedProxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	// Echo trusts loopback and private addresses unless told not to: only
+	// the configured proxies are.
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range a.TrustedProxies {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // Login checks a secret typed on the login page and makes sessions.
@@ -65,7 +86,7 @@ func (a Access) identify(lim *loginLimiter) echo.MiddlewareFunc {
 			}
 			p := auth.Principal{Name: "local", Role: auth.Operator, Via: "open"}
 			if a.Authenticator != nil {
-				addr := clientAddr(r)
+				addr := clientAddr(c)
 				if r.Header.Get("Authorization") != "" && lim.blocked(addr) {
 					return deny(c, http.StatusTooManyRequests, "too many failed logins from this address: wait a minute")
 				}
@@ -234,15 +255,10 @@ func (l *loginLimiter) failed(addr string) {
 	lim.Allow()
 }
 
-// clientAddr is the request's remote IP (not behind-proxy headers, which a
-// client can forge).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// clientAddr is the request's client IP: its connection's, or behind a
+// trusted proxy the one the proxy names (Access.TrustedProxies, set as
+// the router's IPExtractor).
+func clientAddr(c echo.Context) string { return c.RealIP() }
 
 // safeNext keeps a post-login redirect on this site: a path, not "//host".
 // Browsers drop tabs and newlines from a Location and read "\\" as "/", so
@@ -273,7 +289,7 @@ func loginPage(a Access, lim *loginLimiter) echo.HandlerFunc {
 		if tok == "" {
 			return render(c, http.StatusOK, templates.LoginPage(next, "", false))
 		}
-		addr := clientAddr(c.Request())
+		addr := clientAddr(c)
 		if lim.blocked(addr) {
 			return render(c, http.StatusTooManyRequests, templates.LoginPage(next, "Too many failed logins: wait a minute.", false))
 		}
@@ -300,7 +316,7 @@ func loginSubmit(a Access, lim *loginLimiter) echo.HandlerFunc {
 		if !csrfMatches(c) {
 			return render(c, http.StatusForbidden, templates.LoginPage(next, "The form expired: try again.", false))
 		}
-		addr := clientAddr(c.Request())
+		addr := clientAddr(c)
 		if lim.blocked(addr) {
 			return render(c, http.StatusTooManyRequests, templates.LoginPage(next, "Too many failed logins: wait a minute.", false))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -464,4 +465,78 @@ func TestAccessWithOwnSSO(t *testing.T) {
 			t.Errorf("%s %s as %q: %d, want %d", tt.method, tt.path, tt.user, rec.Code, tt.want)
 		}
 	}
+}
+
+// Behind a trusted proxy the login limit counts each client, read from
+// X-Forwarded-For: one client's wrong tokens do not lock out another. An
+// X-Forwarded-For from an address that is not a trusted proxy is ignored,
+// so a client cannot dodge the limit by forging it; with no proxy
+// trusted (the default) every request is its connection's address.
+func TestLoginLimitBehindATrustedProxy(t *testing.T) {
+	tok := testTokens(t)
+	_, proxies, err := net.ParseCIDR("10.0.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := func(trusted ...*net.IPNet) *echo.Echo {
+		h, _, _ := testHub(t, HubConfig{FlushEvery: time.Hour})
+		return New(Deps{Hub: h, Jobs: newFakeJobs(nil, "report"), Access: Access{Authenticator: tok, Login: tok, TrustedProxies: trusted}})
+	}
+	call := func(e *echo.Echo, remote, xff, bearer string) int {
+		req := httptest.NewRequest("GET", "/api/jobs", nil)
+		req.Host, req.RemoteAddr = goodHost, remote
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	guess := func(i int) string { return fmt.Sprintf("guess-%02d-0123456789abcdef", i) }
+
+	t.Run("trusted proxy", func(t *testing.T) {
+		e := router(proxies)
+		for i := range 10 {
+			if code := call(e, "10.0.0.5:4000", "203.0.113.1", guess(i)); code != 401 {
+				t.Fatalf("guess %d: %d, want 401", i, code)
+			}
+		}
+		if code := call(e, "10.0.0.5:4000", "203.0.113.1", testOperator); code != 429 {
+			t.Errorf("the guessing client with the right token: %d, want 429", code)
+		}
+		// Another client through the same proxy (and through a chain of
+		// it) is not locked out.
+		if code := call(e, "10.0.0.5:4001", "203.0.113.2", testOperator); code != 200 {
+			t.Errorf("another client through the proxy: %d, want 200", code)
+		}
+		if code := call(e, "10.0.0.6:4001", "203.0.113.3, 10.0.0.5", testOperator); code != 200 {
+			t.Errorf("another client through two proxies: %d, want 200", code)
+		}
+		// The proxy cannot be framed by a client that forges the header
+		// in front of the proxy's own entry.
+		if code := call(e, "10.0.0.5:4002", "203.0.113.2, 203.0.113.1", testOperator); code != 429 {
+			t.Errorf("the guessing client behind a forged entry: %d, want 429", code)
+		}
+	})
+	t.Run("untrusted X-Forwarded-For", func(t *testing.T) {
+		e := router(proxies)
+		for i := range 10 {
+			if code := call(e, "198.51.100.7:4000", fmt.Sprintf("203.0.113.%d", i+10), guess(i)); code != 401 {
+				t.Fatalf("guess %d: %d, want 401", i, code)
+			}
+		}
+		if code := call(e, "198.51.100.7:4000", "203.0.113.99", testOperator); code != 429 {
+			t.Errorf("a forged X-Forwarded-For dodged the limit: %d, want 429", code)
+		}
+	})
+	t.Run("no proxy trusted", func(t *testing.T) {
+		e := router()
+		for i := range 10 {
+			call(e, "10.0.0.5:4000", "203.0.113.1", guess(i))
+		}
+		if code := call(e, "10.0.0.5:4000", "203.0.113.2", testOperator); code != 429 {
+			t.Errorf("without -trusted-proxies the header counted: %d, want 429 (one address)", code)
+		}
+	})
 }

@@ -48,7 +48,7 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 				slog.Int("status", c.Response().Status),
 				slog.Int64("bytes", c.Response().Size),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.String("remote", clientAddr(r)),
+				slog.String("remote", clientAddr(c)),
 				slog.String("who", p.Name),
 			)
 			return nil

@@ -92,6 +92,9 @@ func New(d Deps) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// Without an extractor, Echo's RealIP believes X-Forwarded-For from
+	// anyone.
+	e.IPExtractor = d.Access.ipExtractor()
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(MetricSources{Work: d.Work, Outbox: d.Outbox})
 		d.Metrics.AddHub(d.Hub)
