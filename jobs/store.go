@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/dialect"
 	"gorm.io/gorm"
@@ -64,19 +65,22 @@ type Store interface {
 }
 
 // Migrate creates or updates the jobs tables and the queue engine's (which
-// adopts the work items of a database made before the engine).
+// adopts the work items of a database made before the engine). Processes
+// started together take turns (migratelock).
 func Migrate(ctx context.Context, db *gorm.DB) error {
 	drv, err := dialect.For(db)
 	if err != nil {
 		return fmt.Errorf("migrate jobs: %w", err)
 	}
-	if err := drv.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate jobs: %w", err)
-	}
-	if err := db.WithContext(ctx).AutoMigrate(&jobRow{}, &runRow{}, &leaseRow{}, &commandRow{}); err != nil {
-		return fmt.Errorf("migrate jobs tables: %w", err)
-	}
-	return migrateWindow(ctx, db) // window.go
+	return migratelock.Do(ctx, db, func(ctx context.Context) error {
+		if err := drv.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate jobs: %w", err)
+		}
+		if err := db.WithContext(ctx).AutoMigrate(&jobRow{}, &runRow{}, &leaseRow{}, &commandRow{}); err != nil {
+			return fmt.Errorf("migrate jobs tables: %w", err)
+		}
+		return migrateWindow(ctx, db) // window.go
+	})
 }
 
 // NewStore returns the store for db; its work items run on the queue

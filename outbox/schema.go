@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/queue"
 	"github.com/canalhq/canal/internal/queue/dialect"
 	"gorm.io/gorm"
@@ -16,13 +17,14 @@ import (
 const queueName = "outbox"
 
 // Migrate creates or updates the engine's tables (the outbox keeps no
-// tables of its own) and adopts those of an older Canal. It is idempotent.
+// tables of its own) and adopts those of an older Canal. It is idempotent,
+// and processes started together take turns (migratelock).
 func Migrate(ctx context.Context, db *gorm.DB) error {
 	drv, err := dialect.For(db)
 	if err != nil {
 		return fmt.Errorf("outbox migrate: %w: %w", ErrDialect, err)
 	}
-	if err := drv.Migrate(ctx); err != nil {
+	if err := migratelock.Do(ctx, db, drv.Migrate); err != nil {
 		return fmt.Errorf("outbox migrate: %w", err)
 	}
 	return nil

@@ -74,7 +74,7 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 		return nil, err
 	}
 	gcfg := &gorm.Config{
-		Logger:  outageQuiet{logger.NewSlogLogger(log, logger.Config{SlowThreshold: time.Second, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true})},
+		Logger:  outageQuiet{newGormLog(log, logger.Warn, time.Second)}, // gormlog.go
 		NowFunc: func() time.Time { return time.Now().UTC() },
 	}
 	var dial gorm.Dialector

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/redact"
 	"io"
 	"log/slog"
@@ -19,21 +20,24 @@ import (
 // migrate applies every schema Canal needs: the queue engine's numbered
 // migrations (which adopt the tables of an older Canal), then the jobs'
 // and the demo's tables. Run does it at start; `canal migrate` only this.
+// One process at a time (migratelock): replicas may start together.
 func migrate(ctx context.Context, db *gorm.DB) error {
 	drv, err := queuedialect.For(db)
 	if err != nil {
 		return err
 	}
-	if err := drv.Migrate(ctx); err != nil {
-		return err
-	}
-	if err := jobs.Migrate(ctx, db); err != nil {
-		return err
-	}
-	if err := audit.Migrate(ctx, db); err != nil {
-		return err
-	}
-	return demo.Migrate(ctx, db)
+	return migratelock.Do(ctx, db, func(ctx context.Context) error {
+		if err := drv.Migrate(ctx); err != nil {
+			return err
+		}
+		if err := jobs.Migrate(ctx, db); err != nil {
+			return err
+		}
+		if err := audit.Migrate(ctx, db); err != nil {
+			return err
+		}
+		return demo.Migrate(ctx, db)
+	})
 }
 
 // runMigrate is `canal migrate -db URL`: apply the migrations and exit.

@@ -3,10 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/canalhq/canal/testenv"
 	"github.com/libtnb/sqlite"
 	"gorm.io/gorm"
 )
@@ -53,5 +56,47 @@ func TestMigrateCommand(t *testing.T) {
 		if !db.Migrator().HasTable(table) {
 			t.Errorf("table %s missing after migrate", table)
 		}
+	}
+}
+
+// TestMigrateConcurrently runs the program's whole migration from 6 pools
+// at once on an empty database, as replicas started together do: each
+// must succeed (on PostgreSQL the gorm tables collided in the catalogue,
+// pg_type_typname_nsp_index; on SQLite "table already exists").
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		db   func(t *testing.T) string
+	}{
+		{"postgres", func(t *testing.T) string { return testenv.PostgresSchemaURL(t) }},
+		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "c.db") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for round := range 3 {
+				url := tc.db(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				var wg sync.WaitGroup
+				errs := make(chan error, 6)
+				for range 6 {
+					g, err := openDB(ctx, url, slog.New(slog.DiscardHandler))
+					if err != nil {
+						t.Fatal(err)
+					}
+					sqlDB, _ := g.DB()
+					t.Cleanup(func() { _ = sqlDB.Close() })
+					wg.Go(func() { errs <- migrate(ctx, g) })
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+			}
+		})
 	}
 }

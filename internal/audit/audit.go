@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/outage"
 	"gorm.io/gorm"
 )
@@ -47,7 +48,10 @@ const (
 
 // Migrate creates or updates the audit table.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	if err := db.WithContext(ctx).AutoMigrate(&Entry{}); err != nil {
+	err := migratelock.Do(ctx, db, func(ctx context.Context) error {
+		return db.WithContext(ctx).AutoMigrate(&Entry{})
+	})
+	if err != nil {
 		return fmt.Errorf("audit: migrate: %w", err)
 	}
 	return nil

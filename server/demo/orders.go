@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/outbox"
 	"gorm.io/gorm"
@@ -46,7 +47,10 @@ type OrderPlaced struct {
 
 // Migrate creates the orders table.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	if err := db.WithContext(ctx).AutoMigrate(&Order{}); err != nil {
+	err := migratelock.Do(ctx, db, func(ctx context.Context) error {
+		return db.WithContext(ctx).AutoMigrate(&Order{})
+	})
+	if err != nil {
 		return fmt.Errorf("demo migrate: %w", err)
 	}
 	return nil
