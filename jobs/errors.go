@@ -30,6 +30,12 @@ var (
 	ErrWorkState = errors.New("work item is not in a state that allows this")
 	// ErrNoStore: work items need a Store; the processor has none.
 	ErrNoStore = errors.New("no work store configured")
+	// ErrDuplicate: another work item holds the new one's unique key (the
+	// error is a *DuplicateError naming it).
+	ErrDuplicate = errors.New("duplicate work item")
+	// ErrInvalidUnique: NewWork.Unique has no key, a key too long, or
+	// states that are unknown or leave out pending, retrying or running.
+	ErrInvalidUnique = errors.New("invalid unique options")
 	// ErrDialect: the database's dialect has no store implementation.
 	ErrDialect = errors.New("unsupported database dialect")
 )

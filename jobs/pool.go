@@ -223,6 +223,9 @@ func (pl *pool) validate(nw NewWork) (*kind, error) {
 	if !utf8.Valid(nw.Payload) { // json.Valid lets it through; PostgreSQL does not
 		return nil, fmt.Errorf("enqueue %q: %w: not valid UTF-8", nw.Kind, ErrInvalidPayload)
 	}
+	if err := uniqueItem(&queue.NewItem{}, nw.Unique); err != nil {
+		return nil, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
+	}
 	return k, nil
 }
 
@@ -256,6 +259,9 @@ func (pl *pool) enqueue(ctx context.Context, tx *gorm.DB, nw NewWork) (WorkItem,
 	if len(ni.Payload) == 0 {
 		ni.Payload = nil
 	}
+	if err := uniqueItem(&ni, nw.Unique); err != nil {
+		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
+	}
 	if by := strings.TrimSpace(nw.EnqueuedBy); by != "" {
 		meta, err := json.Marshal(workMeta{EnqueuedBy: queue.Text(by)})
 		if err != nil {
@@ -264,12 +270,18 @@ func (pl *pool) enqueue(ctx context.Context, tx *gorm.DB, nw NewWork) (WorkItem,
 		ni.Meta = meta
 	}
 	if _, err := queue.Insert(ctx, pl.drv, db, workQueue, now, ni); err != nil {
+		if dup, ok := errors.AsType[*queue.DuplicateError](err); ok {
+			return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, &DuplicateError{Key: dup.UniqueKey, ID: dup.PublicID})
+		}
 		return WorkItem{}, fmt.Errorf("enqueue %q: %w", nw.Kind, err)
 	}
 	pl.accepted.Add(1)
 	it := WorkItem{
 		ID: ni.PublicID, Kind: nw.Kind, Priority: nw.Priority, Payload: nw.Payload,
 		State: WorkPending, MaxAttempts: k.opts.MaxAttempts, CreatedAt: now, UpdatedAt: now, RunAt: now,
+	}
+	if ni.UniqueKey != "" {
+		it.UniqueKey, it.UniqueStates = ni.UniqueKey, uniqueWorkStates(ni.UniqueStates)
 	}
 	// Published before the wake so that it cannot arrive after the item's
 	// own started or done event.

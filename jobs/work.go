@@ -100,6 +100,9 @@ type WorkItem struct {
 	LastError   string    `json:"lastError,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt   time.Time `json:"updatedAt"`
+	// UniqueKey and UniqueStates are NewWork.Unique's, if it had one.
+	UniqueKey    string      `json:"uniqueKey,omitempty"`
+	UniqueStates []WorkState `json:"uniqueStates,omitempty"`
 	// RunAt is when a pending or retrying item may run next.
 	RunAt      time.Time  `json:"runAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
@@ -127,7 +130,41 @@ type NewWork struct {
 	// EnqueuedBy says who or what enqueued it ("POST /api/work by ops",
 	// "demo", a service's own name), shown on the item's page.
 	EnqueuedBy string
+	// Unique, if set, makes the item unique by its key: while an item with
+	// the same key is in one of the states, Enqueue writes nothing and
+	// returns a *DuplicateError (ErrDuplicate) naming that item.
+	Unique *UniqueOpts
 }
+
+// UniqueOpts make work unique by a key, as River's UniqueOpts and asynq's
+// Unique do: at most one item per key in States at any time.
+type UniqueOpts struct {
+	// Key is up to 255 bytes of UTF-8, unique across every kind.
+	Key string
+	// States are the states the key is unique across. Nil: pending
+	// (scheduled too), retrying and running, so the key is free again
+	// once the item is done, failed or dropped. Any other set must hold
+	// those three (an item moves between them by itself, and such a move
+	// must never collide) and may add done, failed and dropped.
+	States []WorkState
+}
+
+// DefaultUniqueStates are UniqueOpts.States when nil.
+func DefaultUniqueStates() []WorkState { return []WorkState{WorkPending, WorkRetrying, WorkRunning} }
+
+// DuplicateError is Enqueue's error when another item holds the unique
+// key: errors.Is(err, ErrDuplicate) holds, errors.As gives the holder.
+type DuplicateError struct {
+	Key string
+	ID  string // the item that holds the key
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("unique key %q is held by work item %s", e.Key, e.ID)
+}
+
+// Is makes errors.Is(err, ErrDuplicate) hold.
+func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // WorkHandler does one item of work; an error means the attempt failed.
 type WorkHandler func(ctx context.Context, item WorkItem) error

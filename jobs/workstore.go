@@ -81,6 +81,9 @@ func toWork(it queue.Item) WorkItem {
 	if json.Unmarshal(it.Meta, &meta) == nil {
 		w.EnqueuedBy = meta.EnqueuedBy
 	}
+	if it.UniqueKey != "" {
+		w.UniqueKey, w.UniqueStates = it.UniqueKey, uniqueWorkStates(it.UniqueStates)
+	}
 	if w.State == WorkDone {
 		w.LastError = "" // the error of an earlier attempt, not of the item
 	}
@@ -249,4 +252,56 @@ func ImportWork(ctx context.Context, s Store, items ...WorkItem) error {
 // workMeta is what a work item's meta column holds.
 type workMeta struct {
 	EnqueuedBy string `json:"enqueuedBy,omitempty"`
+}
+
+// uniqueItem checks u and sets it on ni as the engine's unique key and
+// states: pending and retrying are the engine's held, pending and rescued
+// (a retry waits as pending with failures), running is running; done,
+// failed and dropped are done, dead, and dropped or cancelled.
+func uniqueItem(ni *queue.NewItem, u *UniqueOpts) error {
+	if u == nil {
+		return nil
+	}
+	if u.Key == "" || len(u.Key) > 255 || !queue.ValidText(u.Key) {
+		return fmt.Errorf("%w: the key must be 1 to 255 bytes of UTF-8 without NUL", ErrInvalidUnique)
+	}
+	ni.UniqueKey = u.Key
+	if u.States == nil {
+		return nil
+	}
+	for _, must := range DefaultUniqueStates() {
+		if !slices.Contains(u.States, must) {
+			return fmt.Errorf("%w: states must include pending, retrying and running (%s is missing)", ErrInvalidUnique, must)
+		}
+	}
+	states := queue.UniqueOpen()
+	for _, st := range u.States {
+		switch st {
+		case WorkPending, WorkRetrying, WorkRunning:
+		case WorkDone:
+			states = append(states, queue.StateDone)
+		case WorkFailed:
+			states = append(states, queue.StateDead)
+		case WorkDropped:
+			states = append(states, queue.StateDropped, queue.StateCancelled)
+		default:
+			return fmt.Errorf("%w: unknown state %q", ErrInvalidUnique, st)
+		}
+	}
+	ni.UniqueStates = states
+	return nil
+}
+
+// uniqueWorkStates is the inverse of uniqueItem's mapping of states.
+func uniqueWorkStates(states []queue.State) []WorkState {
+	out := DefaultUniqueStates()
+	for _, m := range []struct {
+		q queue.State
+		w WorkState
+	}{{queue.StateDone, WorkDone}, {queue.StateDead, WorkFailed}, {queue.StateDropped, WorkDropped}} {
+		if slices.Contains(states, m.q) {
+			out = append(out, m.w)
+		}
+	}
+	return out
 }

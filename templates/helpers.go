@@ -221,3 +221,16 @@ func stateMeaning(s jobs.WorkState) string {
 	}
 	return ""
 }
+
+// uniqueStates lists the states a unique key is held in: "pending,
+// retrying or running".
+func uniqueStates(states []jobs.WorkState) string {
+	ss := make([]string, len(states))
+	for i, s := range states {
+		ss[i] = string(s)
+	}
+	if len(ss) < 2 {
+		return strings.Join(ss, "")
+	}
+	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
+}

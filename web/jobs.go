@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/templates"
 	"github.com/labstack/echo/v4"
 )
 
@@ -154,6 +155,16 @@ func jobsError(c echo.Context, err error) error {
 		return badRequest(c, "priority", err.Error())
 	case errors.Is(err, jobs.ErrInvalidPayload):
 		return badRequest(c, "payload", err.Error())
+	case errors.Is(err, jobs.ErrInvalidUnique):
+		return badRequest(c, "unique_key", err.Error())
+	case errors.Is(err, jobs.ErrDuplicate):
+		// The item that holds the key, so a client can follow it.
+		body := duplicateError{Error: err.Error(), Field: "unique_key"}
+		if dup, ok := errors.AsType[*jobs.DuplicateError](err); ok {
+			body.ExistingID, body.UniqueKey = dup.ID, dup.Key
+			c.Response().Header().Set("Location", templates.Path(c.Request().Context(), "/api/work/"+dup.ID))
+		}
+		return c.JSON(http.StatusConflict, body)
 	case errors.Is(err, jobs.ErrFull), errors.Is(err, jobs.ErrDropped), errors.Is(err, jobs.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, jobs.ErrNoStore),
 		errors.Is(err, jobs.ErrNoLeader), errors.Is(err, jobs.ErrLeaderTimeout):
@@ -166,6 +177,14 @@ func jobsError(c echo.Context, err error) error {
 		return jsonError(c, http.StatusServiceUnavailable, err.Error())
 	}
 	return err
+}
+
+// duplicateError is the 409 of a work item whose unique key is held.
+type duplicateError struct {
+	Error      string `json:"error"`
+	Field      string `json:"field"`
+	UniqueKey  string `json:"unique_key,omitempty"`
+	ExistingID string `json:"existing_id,omitempty"`
 }
 
 // History is the read-only record of job runs and work items, read straight

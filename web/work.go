@@ -48,7 +48,8 @@ const maxBody = 1 << 20
 
 var errBodyTooLarge = fmt.Errorf("request body is larger than %d bytes", maxBody)
 
-// postWork accepts {"kind":…, "priority":…, "payload":{…}}. The item is
+// postWork accepts {"kind":…, "priority":…, "payload":{…}, "unique_key":…};
+// a unique key held by a waiting or running item is a 409 naming it. The item is
 // stored before the 202; if the queue stays full for longer than wait (or
 // the request's own deadline), the answer is 503 with Retry-After and the
 // item was not accepted.
@@ -58,6 +59,9 @@ func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
 			Kind     string          `json:"kind"`
 			Priority *string         `json:"priority"`
 			Payload  json.RawMessage `json:"payload"`
+			// UniqueKey: no second item while one with this key waits or
+			// runs (jobs.UniqueOpts with its default states).
+			UniqueKey *string `json:"unique_key"`
 		}
 		if field, err := decodeBody(c, &body); err != nil {
 			return bodyError(c, field, err)
@@ -66,6 +70,9 @@ func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
 			return badRequest(c, "kind", "kind is required")
 		}
 		nw := jobs.NewWork{Kind: body.Kind, Priority: jobs.Normal, Payload: body.Payload, EnqueuedBy: enqueuedBy(c)}
+		if body.UniqueKey != nil {
+			nw.Unique = &jobs.UniqueOpts{Key: *body.UniqueKey}
+		}
 		if body.Priority != nil {
 			p, err := jobs.ParsePriority(*body.Priority)
 			if err != nil {

@@ -23,6 +23,11 @@
 // so (the outbox's BlockKey policy) until it is retried or deleted by
 // hand; otherwise it is set aside and the key goes on.
 //
+// A NewItem with a UniqueKey is refused with a *DuplicateError (ErrDuplicate)
+// while another item of the queue holds that key in one of its
+// UniqueStates (by default the open ones); a partial unique index covers
+// exactly those rows, so an item that leaves them frees the key.
+//
 // # Leases, heartbeats, rescue
 //
 // Each Client runs under a Process (host, pid, random) with a heartbeat row

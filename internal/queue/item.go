@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,7 +19,25 @@ var (
 	ErrInvalidConfig = errors.New("queue: invalid config")
 	ErrStopped       = errors.New("queue: client is not running")
 	ErrUnknownState  = errors.New("queue: unknown state")
+	// ErrDuplicate: an item holding the new item's unique key is in one of
+	// its unique states; the error is a *DuplicateError naming it.
+	ErrDuplicate = errors.New("queue: an item with this unique key exists")
 )
+
+// DuplicateError is Insert's error when NewItem.UniqueKey is held by
+// another item: errors.Is(err, ErrDuplicate) holds, errors.As gives it.
+type DuplicateError struct {
+	UniqueKey string
+	ID        int64  // the existing item's
+	PublicID  string // the existing item's
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("queue: unique key %q is held by item %s", e.UniqueKey, e.PublicID)
+}
+
+// Is makes errors.Is(err, ErrDuplicate) hold.
+func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // State is where an item is in its life.
 type State string
@@ -74,6 +93,10 @@ type Item struct {
 	UpdatedAt   time.Time
 	StartedAt   time.Time // the current or last attempt's claim
 	FinishedAt  time.Time // reached a final state
+	// UniqueKey and UniqueStates are NewItem's: while the item is in one
+	// of UniqueStates no other item of the queue takes UniqueKey.
+	UniqueKey    string
+	UniqueStates []State
 }
 
 // NewItem is what a use inserts.
@@ -91,6 +114,44 @@ type NewItem struct {
 	// or StateDropped, to record an item refused at intake.
 	State     State
 	LastError string // with StateDropped: why
+	// UniqueKey, if not "", is unique within the queue among items in one
+	// of UniqueStates (nil: UniqueOpen): Insert returns a *DuplicateError
+	// naming the item that holds it, and writes nothing. Once that item
+	// leaves those states (done, say) the key is free again.
+	UniqueKey    string
+	UniqueStates []State
+}
+
+// UniqueOpen are the states an item moves between by itself (waiting,
+// running, cut short): every UniqueStates includes them, so that no state
+// change the engine makes on its own can collide with another item's key.
+// A change by hand can (a retry of a dead item whose key a newer item took):
+// it is refused (Retry says ErrDuplicate; RetryDead leaves the item dead).
+func UniqueOpen() []State {
+	return []State{StatePending, StateHeld, StateRunning, StateRescued}
+}
+
+// UniqueMask is states as the bit set stored with a unique item: bit i is
+// States()[i] (the order the drivers' unique index spells out).
+func UniqueMask(states []State) int64 {
+	var m int64
+	for i, s := range States() {
+		if slices.Contains(states, s) {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// UniqueStatesOf is the inverse of UniqueMask.
+func UniqueStatesOf(mask int64) []State {
+	var out []State
+	for i, s := range States() {
+		if mask&(1<<i) != 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Attempt is one recorded attempt of an item, written by the completer.
@@ -129,12 +190,36 @@ func (n NewItem) validate() error {
 		return fmt.Errorf("%w: key must be at most 200 bytes of UTF-8", ErrInvalidItem)
 	case n.State != "" && n.State != StatePending && n.State != StateDropped:
 		return fmt.Errorf("%w: start state %q", ErrInvalidItem, n.State)
+	case n.UniqueKey == "" && n.UniqueStates != nil:
+		return fmt.Errorf("%w: unique states without a unique key", ErrInvalidItem)
+	case !ValidText(n.UniqueKey) || len(n.UniqueKey) > 255:
+		return fmt.Errorf("%w: unique key must be at most 255 bytes of UTF-8", ErrInvalidItem)
 	case n.Payload != nil && !json.Valid(n.Payload):
 		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidItem)
 	case n.Meta != nil && !json.Valid(n.Meta):
 		return fmt.Errorf("%w: meta is not valid JSON", ErrInvalidItem)
 	}
+	for _, s := range n.UniqueStates {
+		if !slices.Contains(States(), s) {
+			return fmt.Errorf("%w: unique state %q", ErrInvalidItem, s)
+		}
+	}
+	if n.UniqueStates != nil {
+		for _, s := range UniqueOpen() {
+			if !slices.Contains(n.UniqueStates, s) {
+				return fmt.Errorf("%w: unique states must include %s (and pending, held, running, rescued)", ErrInvalidItem, s)
+			}
+		}
+	}
 	return nil
+}
+
+// UniqueMaskOf is the bit set a NewItem's unique key is stored with.
+func (n NewItem) UniqueMaskOf() int64 {
+	if n.UniqueStates == nil {
+		return UniqueMask(UniqueOpen())
+	}
+	return UniqueMask(n.UniqueStates)
 }
 
 // US is t in Unix microseconds, 0 for the zero time: how every time is

@@ -104,11 +104,29 @@ const openKey = `EXISTS (SELECT 1 FROM canal_queue_items o WHERE o.queue = $1 AN
   AND o.state IN ('pending', 'running', 'rescued', 'dead') AND (o.state <> 'dead' OR o.blocks))`
 
 const insertSQL = `INSERT INTO canal_queue_items (public_id, queue, kind, item_key, priority, payload, meta, state,
-  max_attempts, last_error, run_at_us, created_us, updated_us, finished_us)
+  max_attempts, last_error, run_at_us, created_us, updated_us, finished_us` + insertValues + `)
+RETURNING id`
+
+const insertValues = `)
 VALUES ($3, $1, $4, $2, $5, $6, $7,
   CASE WHEN $8::text <> '' THEN $8::text WHEN $2 <> '' AND ($12::boolean OR ` + openKey + `) THEN 'held' ELSE 'pending' END,
-  $9, $10, $11, $13::bigint, $13::bigint, CASE WHEN $8::text <> '' THEN $13::bigint ELSE 0 END)
+  $9, $10, $11, $13::bigint, $13::bigint, CASE WHEN $8::text <> '' THEN $13::bigint ELSE 0 END`
+
+// insertUniqueSQL inserts an item with a unique key unless an item holds
+// the key (no row returned then). An inserter of the same key that has not
+// committed yet is waited for: its commit makes this a conflict, its
+// rollback lets this row in. The target infers the partial unique index
+// from its predicate, so no other constraint's conflict is passed over.
+var insertUniqueSQL = `INSERT INTO canal_queue_items (public_id, queue, kind, item_key, priority, payload, meta, state,
+  max_attempts, last_error, run_at_us, created_us, updated_us, finished_us, unique_key, unique_states` + insertValues + `, $14, $15)
+ON CONFLICT (queue, unique_key) WHERE ` + queuesql.Unique("") + ` DO NOTHING
 RETURNING id`
+
+// holderOfSQL finds the item holding the unique key of another.
+var holderOfSQL = strings.ReplaceAll(queuesql.HolderOfSQL, "i.queue = ? AND i.public_id = ?", "i.queue = $1 AND i.public_id = $2")
+
+// holderSQL finds the item that holds a unique key.
+var holderSQL = `SELECT id, public_id FROM canal_queue_items WHERE queue = $1 AND unique_key = $2 AND ` + queuesql.Unique("")
 
 // Insert writes items in tx. A keyed insert first takes its key's
 // transaction-scoped lock: IDs come from a sequence at insert time, not at
@@ -133,8 +151,18 @@ func (d *Driver) Insert(ctx context.Context, tx *gorm.DB, q string, nowUS int64,
 	for _, it := range items {
 		payload, meta, created, state := queuesql.Defaults(it, nowUS)
 		var id int64
-		err := pool.QueryRowContext(ctx, insertSQL, q, it.Key, it.PublicID, it.Kind, it.Priority, payload, meta,
-			state, it.MaxAttempts, queue.Text(it.LastError), queue.US(it.RunAt), seen[it.Key], created).Scan(&id)
+		args := []any{q, it.Key, it.PublicID, it.Kind, it.Priority, payload, meta,
+			state, it.MaxAttempts, queue.Text(it.LastError), queue.US(it.RunAt), seen[it.Key], created}
+		var err error
+		if it.UniqueKey == "" {
+			err = pool.QueryRowContext(ctx, insertSQL, args...).Scan(&id)
+		} else {
+			id, err = queuesql.InsertUnique(it.UniqueKey, func() *sql.Row {
+				return pool.QueryRowContext(ctx, insertUniqueSQL, append(args, it.UniqueKey, it.UniqueMaskOf())...)
+			}, func() *sql.Row {
+				return pool.QueryRowContext(ctx, holderSQL, q, it.UniqueKey)
+			})
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -588,11 +616,15 @@ func (d *Driver) Retry(ctx context.Context, q, publicID string, nowUS int64) (qu
 	var out queue.Item
 	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
-WHERE queue = $2 AND public_id = $3 AND state IN ('dead', 'dropped', 'pending', 'rescued') RETURNING `+queuesql.Columns, nowUS, q, publicID))
+WHERE queue = $2 AND public_id = $3 AND state IN ('dead', 'dropped', 'pending', 'rescued')
+  AND `+queuesql.UniqueFree()+` RETURNING `+queuesql.Columns, nowUS, q, publicID))
 		if err != nil {
 			return err
 		}
 		if len(items) == 0 {
+			if dup := queuesql.DuplicateOf(tx.QueryRowContext(ctx, holderOfSQL, q, publicID)); dup != nil {
+				return dup
+			}
 			return d.whyNot(ctx, tx, q, publicID)
 		}
 		if err := d.promoteItems(ctx, tx, items, nowUS); err != nil {
@@ -644,7 +676,8 @@ func (d *Driver) RetryDead(ctx context.Context, q, kind string, nowUS int64) (in
 	var n int64
 	err := d.adminTx(ctx, func(tx *sql.Tx) error {
 		items, err := queuesql.ScanAll(d.stmts.Query(ctx, tx, `UPDATE canal_queue_items `+retrySet+`
-WHERE queue = $2 AND state = 'dead' AND ($3 = '' OR kind = $3) RETURNING `+queuesql.Columns, nowUS, q, kind))
+WHERE queue = $2 AND state = 'dead' AND ($3 = '' OR kind = $3)
+  AND `+queuesql.UniqueFree()+` RETURNING `+queuesql.Columns, nowUS, q, kind))
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,27 @@ import (
 
 // Columns are the item columns every driver selects and returns, in Scan's order.
 const Columns = `id, public_id, queue, kind, item_key, priority, payload, meta, state, attempt, failures,
-  max_attempts, blocks, last_error, run_at_us, lease_until_us, owner, created_us, updated_us, started_us, finished_us`
+  max_attempts, blocks, last_error, run_at_us, lease_until_us, owner, created_us, updated_us, started_us, finished_us,
+  unique_key, unique_states`
+
+// Unique is the condition under which a row holds its unique key: it has
+// one and its state is in its unique_states bit set (bit i is
+// queue.States()[i]). It is the predicate of both drivers' partial unique
+// index canal_queue_items_unique (migration 0011), spelled the same, so
+// an item that leaves those states leaves the index and frees its key.
+// alias qualifies the columns ("" for none).
+func Unique(alias string) string {
+	if alias != "" {
+		alias += "."
+	}
+	var b strings.Builder
+	b.WriteString(alias + "unique_key IS NOT NULL AND (" + alias + "unique_states & CASE " + alias + "state")
+	for i, s := range queue.States() {
+		fmt.Fprintf(&b, " WHEN '%s' THEN %d", s, 1<<i)
+	}
+	b.WriteString(" ELSE 0 END) <> 0")
+	return b.String()
+}
 
 // Scanner is a *sql.Row or *sql.Rows.
 type Scanner interface{ Scan(dest ...any) error }
@@ -35,11 +55,16 @@ func Scan(s Scanner) (queue.Item, error) {
 	var payload, meta []byte // one copy of the driver's text, not two as a string would make
 	var state string
 	var runAt, lease, created, updated, started, finished int64
+	var uniqueKey sql.NullString
+	var uniqueStates sql.NullInt64
 	err := s.Scan(&it.ID, &it.PublicID, &it.Queue, &it.Kind, &it.Key, &it.Priority, &payload, &meta, &state,
 		&it.Attempt, &it.Failures, &it.MaxAttempts, &it.Blocks, &it.LastError, &runAt, &lease, &it.Owner,
-		&created, &updated, &started, &finished)
+		&created, &updated, &started, &finished, &uniqueKey, &uniqueStates)
 	if err != nil {
 		return it, err
+	}
+	if uniqueKey.Valid {
+		it.UniqueKey, it.UniqueStates = uniqueKey.String, queue.UniqueStatesOf(uniqueStates.Int64)
 	}
 	it.Payload, it.Meta, it.State = json.RawMessage(payload), json.RawMessage(meta), queue.State(state)
 	it.RunAt, it.LeaseUntil = queue.FromUS(runAt), queue.FromUS(lease)
@@ -626,4 +651,53 @@ func (r Reader) TimeToFinish(ctx context.Context, f queue.Filter, limit int) ([]
 		out[i] = time.Duration(d) * time.Microsecond
 	}
 	return out, nil
+}
+
+// InsertUnique runs insert, an INSERT … ON CONFLICT DO NOTHING RETURNING id
+// of an item with unique key key, and, when it wrote nothing, reads with
+// holder the item that holds the key (id, public_id) into a
+// *queue.DuplicateError. A holder that left its unique states in between
+// (no row either way) makes it try again.
+func InsertUnique(key string, insert, holder func() *sql.Row) (int64, error) {
+	for range 3 {
+		var id int64
+		err := insert().Scan(&id)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return id, err
+		}
+		dup := &queue.DuplicateError{UniqueKey: key}
+		err = holder().Scan(&dup.ID, &dup.PublicID)
+		if err == nil {
+			return 0, dup
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("find holder of unique key: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("unique key %q: its holder keeps changing", key)
+}
+
+// UniqueFree is the condition that no other item holds a row's unique key
+// (always true for a row without one): a retry by hand of an item whose key
+// a newer item took would break the unique index, so it is refused.
+func UniqueFree() string {
+	return `NOT EXISTS (SELECT 1 FROM canal_queue_items u WHERE u.queue = canal_queue_items.queue
+    AND u.unique_key = canal_queue_items.unique_key AND u.id <> canal_queue_items.id AND ` + Unique("u") + `)`
+}
+
+// HolderOfSQL finds, for the item public_id of queue (bound with ?), the
+// other item that holds its unique key: why a retry was refused.
+var HolderOfSQL = `SELECT u.id, u.public_id, u.unique_key FROM canal_queue_items i JOIN canal_queue_items u
+  ON u.queue = i.queue AND u.unique_key = i.unique_key AND u.id <> i.id AND ` + Unique("u") + `
+WHERE i.queue = ? AND i.public_id = ?`
+
+// DuplicateOf is the *queue.DuplicateError that explains why item publicID
+// of queue could not be retried, or nil. db runs holderSQL, HolderOfSQL
+// with the driver's placeholders.
+func DuplicateOf(row *sql.Row) error {
+	dup := &queue.DuplicateError{}
+	if err := row.Scan(&dup.ID, &dup.PublicID, &dup.UniqueKey); err != nil {
+		return nil
+	}
+	return dup
 }

@@ -50,6 +50,10 @@ func Run(t *testing.T, open Open) {
 		{"SuccessKeptInItemRow", testSuccessInRow},
 		{"CompleteLargeBatch", testCompleteLargeBatch},
 		{"RenewsOnlyLeasesNearTheirEnd", testRenewNearEnd},
+		{"UniqueKey", testUniqueKey},
+		{"UniqueInCallerTx", testUniqueInCallerTx},
+		{"UniqueConcurrent", testUniqueConcurrent},
+		{"UniqueRetry", testUniqueRetry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
