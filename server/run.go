@@ -69,6 +69,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// The drivers' prepared statements close before the pool, after
+	// everything that uses them has stopped (deferred calls run last first).
+	defer qdrv.Close()
 	// One view of the database for every loop of this process: an outage
 	// is logged once, shown on every page and fails /readyz.
 	dbState := outage.New(log.With("component", "database"))
@@ -77,6 +80,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
 	}
+	defer jobStore.(io.Closer).Close()
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
 		// Without the demo this binary has no work kind: on PostgreSQL,
@@ -107,6 +111,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer closePublishers()
+	defer relay.Close()
 	orders := demo.NewOrders(relay, nil, log.With("component", "orders"))
 	// The demo's own routes exist only with the demo.
 	var orderRoutes web.OrderPlacer
