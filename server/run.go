@@ -58,6 +58,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sqlDB, _ := db.DB()
 	defer sqlDB.Close()
+	if db.Dialector.Name() == "sqlite" {
+		// Last before the close, once everything else has stopped: the
+		// WAL goes into the database file and is left empty.
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if ok, err := truncateWAL(tctx, sqlDB, 5*time.Second); err != nil || !ok {
+				log.Warn("sqlite: WAL not truncated at stop", "err", err)
+			}
+		}()
+	}
 
 	if err := migrate(ctx, db); err != nil {
 		return err
