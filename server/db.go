@@ -39,9 +39,14 @@ func dialect(db string) (name, dsn string, err error) {
 const sqliteBusyTimeoutMS = 10000
 
 // walSizeLimit bounds the SQLite WAL file: journal_size_limit truncates it
-// to this size whenever it restarts, and checkpoints truncates it to zero
-// once it holds more than this (see checkpoints).
+// to this size whenever it restarts.
 const walSizeLimit = 64 << 20
+
+// walTruncateAbove is the WAL size past which checkpoints truncates it to
+// zero. Full load writes ~30 MB of WAL a second on SQLite, so the mark is
+// well below walSizeLimit: checked every second, the WAL peaks near their
+// sum.
+const walTruncateAbove = 16 << 20
 
 // sqliteDSN adds the pragmas Canal relies on: WAL so readers do not block the
 // writer, a busy timeout instead of instant SQLITE_BUSY, BEGIN IMMEDIATE
@@ -121,7 +126,7 @@ func openDB(ctx context.Context, db string, log *slog.Logger) (*gorm.DB, error) 
 		return nil, fmt.Errorf("connect to %s database %s: %w", name, redact.DSN(db), err)
 	}
 	if name == "sqlite" {
-		go checkpoints(ctx, sqlDB, walCheckpointEvery, walSizeLimit, log)
+		go checkpoints(ctx, sqlDB, walCheckpointEvery, walTruncateAbove, log)
 	}
 	return g, nil
 }
