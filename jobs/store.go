@@ -84,7 +84,8 @@ func Migrate(ctx context.Context, db *gorm.DB) error {
 }
 
 // NewStore returns the store for db; its work items run on the queue
-// engine's driver for db's dialect.
+// engine's driver for db's dialect. The store is an io.Closer: Close closes
+// the statements it prepared, once its processor has stopped.
 func NewStore(db *gorm.DB) (Store, error) {
 	drv, err := dialect.For(db)
 	if errors.Is(err, queue.ErrDialect) {
@@ -95,6 +96,9 @@ func NewStore(db *gorm.DB) (Store, error) {
 	}
 	return gormStore{db: db.Session(&gorm.Session{SkipDefaultTransaction: true}), drv: drv}, nil
 }
+
+// Close closes the statements the store's driver prepared.
+func (s gormStore) Close() error { return s.drv.Close() }
 
 type jobRow struct {
 	Name       string `gorm:"column:name;primaryKey;size:200"`

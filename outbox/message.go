@@ -176,10 +176,13 @@ func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsR
 // relay woken at once on commit; otherwise it finds the message at its next
 // poll.
 func Add(ctx context.Context, tx *gorm.DB, msg Message) (string, error) {
-	return add(ctx, tx, msg, time.Now)
+	return add(ctx, tx, msg, time.Now, nil)
 }
 
-func add(ctx context.Context, tx *gorm.DB, msg Message, clock func() time.Time) (string, error) {
+// add writes msg with drv, the driver of a relay on tx's database; nil
+// outside a relay (its Transaction's collector gives its own), when a
+// one-shot driver that prepares nothing does it.
+func add(ctx context.Context, tx *gorm.DB, msg Message, clock func() time.Time, drv queue.Driver) (string, error) {
 	if tx == nil {
 		return "", fmt.Errorf("%w: nil transaction", ErrInvalidMessage)
 	}
@@ -190,6 +193,9 @@ func add(ctx context.Context, tx *gorm.DB, msg Message, clock func() time.Time) 
 		col, _ = tctx.Value(collectorKey{}).(*collector)
 		if col != nil {
 			clock = col.clock
+			if drv == nil {
+				drv = col.drv
+			}
 		}
 		if _, ok := Traceparent(ctx); !ok {
 			if tp, ok := Traceparent(tctx); ok {
@@ -202,9 +208,12 @@ func add(ctx context.Context, tx *gorm.DB, msg Message, clock func() time.Time) 
 	if err != nil {
 		return "", err
 	}
-	drv, err := dialect.For(tx)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrDialect, err)
+	if drv == nil {
+		// Built for this call and dropped: a driver's prepared
+		// statements would stay open on the pool, one per call.
+		if drv, err = dialect.OneShot(tx); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrDialect, err)
+		}
 	}
 	if _, err := queue.Insert(ctx, drv, tx, queueName, now, it); err != nil {
 		return "", fmt.Errorf("outbox add: %w", err)
@@ -310,6 +319,7 @@ func NewID(now time.Time) string {
 // Relay.Transaction, to announce them after commit.
 type collector struct {
 	clock func() time.Time
+	drv   queue.Driver // the relay's: its statements are prepared once
 	added []Summary
 }
 

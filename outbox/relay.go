@@ -216,14 +216,19 @@ func (r *Relay) now() time.Time { return r.cfg.Clock().UTC() }
 
 // Add is the package's Add with the relay's clock.
 func (r *Relay) Add(ctx context.Context, tx *gorm.DB, msg Message) (string, error) {
-	return add(ctx, tx, msg, r.cfg.Clock)
+	return add(ctx, tx, msg, r.cfg.Clock, r.drv)
 }
+
+// Close closes the statements the relay prepared on its database; call it
+// once done with the relay (Run returned, no call in flight). A call made
+// afterwards prepares afresh.
+func (r *Relay) Close() error { return r.drv.Close() }
 
 // Transaction runs fn in a transaction on the relay's database and, once it
 // has committed, wakes the relay and announces the messages fn added with Add,
 // so they are delivered at once instead of at the next poll.
 func (r *Relay) Transaction(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	col := &collector{clock: r.cfg.Clock}
+	col := &collector{clock: r.cfg.Clock, drv: r.drv}
 	if err := r.db.WithContext(context.WithValue(ctx, collectorKey{}, col)).Transaction(fn); err != nil {
 		return err
 	}

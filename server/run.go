@@ -58,6 +58,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	sqlDB, _ := db.DB()
 	defer sqlDB.Close()
+	if db.Dialector.Name() == "sqlite" {
+		// Last before the close, once everything else has stopped: the
+		// WAL goes into the database file and is left empty.
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if ok, err := truncateWAL(tctx, sqlDB, 5*time.Second); err != nil || !ok {
+				log.Warn("sqlite: WAL not truncated at stop", "err", err)
+			}
+		}()
+	}
 
 	if err := migrate(ctx, db); err != nil {
 		return err
@@ -69,6 +80,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// The drivers' prepared statements close before the pool, after
+	// everything that uses them has stopped (deferred calls run last first).
+	defer qdrv.Close()
 	// One view of the database for every loop of this process: an outage
 	// is logged once, shown on every page and fails /readyz.
 	dbState := outage.New(log.With("component", "database"))
@@ -77,6 +91,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
 	}
+	defer jobStore.(io.Closer).Close()
 	queuePolicy, _ := jobs.ParsePolicy(cfg.QueuePolicy) // validated in parseConfig
 	proc := jobs.NewProcessor(jobs.Config{
 		// Without the demo this binary has no work kind: on PostgreSQL,
@@ -107,6 +122,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer closePublishers()
+	defer relay.Close()
 	orders := demo.NewOrders(relay, nil, log.With("component", "orders"))
 	// The demo's own routes exist only with the demo.
 	var orderRoutes web.OrderPlacer

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -157,5 +159,26 @@ func TestPortInUseIsAClearError(t *testing.T) {
 		func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listen on "+inst.Addr) {
 		t.Fatalf("second Run on a used port = %v, want a listen error", err)
+	}
+}
+
+// TestRunLeavesNoWALAtStop: a graceful stop leaves the SQLite WAL empty
+// (or gone), its pages in the database file.
+func TestRunLeavesNoWALAtStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "canal.db")
+	inst := servertest.Start(t, nil, "-db", path)
+	walSize := func() int64 {
+		st, err := os.Stat(path + "-wal")
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	testenv.Eventually(t, 30*time.Second, "the WAL holds the demo's writes", func() bool { return walSize() > 0 })
+	if err := inst.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if size := walSize(); size != 0 {
+		t.Errorf("WAL %d bytes after a graceful stop, want 0 or none", size)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/canalhq/canal/internal/sqlitestat"
 	"gorm.io/gorm"
 )
 
@@ -31,12 +32,15 @@ type Env struct {
 // ErrUsage marks a command line bench refuses; the message names the flag.
 var ErrUsage = errors.New("bad usage")
 
-const usage = `Usage: canal bench outbox|work|latency [flags]
+const usage = `Usage: canal bench outbox|work|latency|soak [flags]
 
   canal bench outbox  -db URL -n N          drain a committed backlog of N outbox messages (no-op publisher)
   canal bench work    -db URL -n N          drain N no-op work items
   canal bench latency -db URL -rate R -d D  commit -> dispatch latency at R messages/s for D
                       [-procs 2]            commit in this process, dispatch in a child process
+  canal bench soak    -db URL -duration D   orders and work at full speed for D, memory, WAL and files
+                      [-sample 10s] [-warmup 1m] [-max-growth-mb 20]
+                                            sampled every -sample; FLAT or GROWING (exit 1) after -warmup
 
 -db is a SQLite file path that must not exist yet (created, then removed; the
 default is a temporary file) or a postgres:// URL, in which bench creates a
@@ -50,7 +54,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
-			return fmt.Errorf("%w: name a benchmark: outbox, work or latency", ErrUsage)
+			return fmt.Errorf("%w: name a benchmark: outbox, work, latency or soak", ErrUsage)
 		}
 		return nil
 	}
@@ -73,9 +77,15 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 		fs.DurationVar(&o.duration, "d", 10*time.Second, "how long to commit messages (100ms-1h)")
 		fs.IntVar(&o.procs, "procs", 1, "1: commit and dispatch in this process; 2: dispatch in a child process")
 		fs.StringVar(&o.role, "role", "", "internal: consumer runs the child side of -procs 2")
+	case "soak":
+		fs.DurationVar(&o.duration, "duration", 30*time.Minute, "how long to run (1s-24h)")
+		fs.DurationVar(&o.sample, "sample", 10*time.Second, "time between samples (100ms-10m)")
+		fs.DurationVar(&o.warmup, "warmup", time.Minute, "samples before this are left out of the verdict")
+		fs.Float64Var(&o.maxGrowthMB, "max-growth-mb", 20, "GROWING (exit 1) when a memory series or the WAL rises more than this after -warmup")
+		fs.IntVar(&o.producers, "producers", 4, "goroutines placing orders, and as many enqueueing work (1-256)")
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: unknown benchmark %q: want outbox, work or latency", ErrUsage, what)
+		return fmt.Errorf("%w: unknown benchmark %q: want outbox, work, latency or soak", ErrUsage, what)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -97,6 +107,10 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("component", "bench")
 	out := &printer{w: stdout}
 
+	// SQLite counts its memory only if told so before its first
+	// connection: the soak's SQLite memory column needs it.
+	memStatus := what == "soak" && o.dialect == "sqlite" && sqlitestat.EnableMemStatus() == nil
+
 	t, err := prepare(ctx, env, o)
 	if err != nil {
 		return err
@@ -107,6 +121,8 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 		err = benchOutbox(ctx, t, o, out, log)
 	case "work":
 		err = benchWork(ctx, t, o, out, log)
+	case "soak":
+		err = benchSoak(ctx, t, o, memStatus, stdout, out, log)
 	default:
 		err = benchLatency(ctx, t, o, out, stderr, log)
 	}
@@ -123,6 +139,9 @@ type options struct {
 	n, workers, procs          int
 	rate                       float64
 	duration                   time.Duration
+	sample, warmup             time.Duration // soak
+	maxGrowthMB                float64       // soak
+	producers                  int           // soak
 	dialect                    string
 }
 
@@ -155,6 +174,22 @@ func (o *options) validate(what string, env Env) error {
 	case "outbox", "work":
 		if o.n < 1 || o.n > 1_000_000 {
 			errs = append(errs, fmt.Errorf("-n %d: must be from 1 to 1000000", o.n))
+		}
+	case "soak":
+		if o.duration < time.Second || o.duration > 24*time.Hour {
+			errs = append(errs, fmt.Errorf("-duration %s: must be from 1s to 24h", o.duration))
+		}
+		if o.sample < 100*time.Millisecond || o.sample > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("-sample %s: must be from 100ms to 10m", o.sample))
+		}
+		if o.warmup < 0 || o.warmup+3*o.sample > o.duration {
+			errs = append(errs, fmt.Errorf("-warmup %s: must leave 3 samples (-sample %s) before -duration %s", o.warmup, o.sample, o.duration))
+		}
+		if math.IsNaN(o.maxGrowthMB) || o.maxGrowthMB <= 0 {
+			errs = append(errs, fmt.Errorf("-max-growth-mb %v: must be above 0", o.maxGrowthMB))
+		}
+		if o.producers < 1 || o.producers > 256 {
+			errs = append(errs, fmt.Errorf("-producers %d: must be from 1 to 256", o.producers))
 		}
 	case "latency":
 		if math.IsNaN(o.rate) || o.rate < 0.1 || o.rate > 10000 {

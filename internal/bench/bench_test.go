@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -292,5 +293,24 @@ func TestExitCode(t *testing.T) {
 	}
 	if out, err := exec.Command(exe, "bench", "outbox", "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), "-n int") {
 		t.Errorf("-h: %v, output: %s", err, out)
+	}
+}
+
+// TestSoakRuns: a short soak samples, prints its table and a verdict.
+func TestSoakRuns(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := server.Run(t.Context(), []string{"canal", "bench", "soak", "-duration", "3s", "-sample", "500ms", "-warmup", "1s", "-max-growth-mb", "1000", "-producers", "1"},
+		os.Getenv, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("soak: %v\nstderr: %s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"rss_mb", "wal_mb", "fds", "\nverdict=FLAT\n", "rss_growth_mb=", "wal_growth_mb="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^orders=[1-9]`).MatchString(out) || !regexp.MustCompile(`(?m)^work=[1-9]`).MatchString(out) {
+		t.Errorf("no orders or no work committed:\n%s", out)
 	}
 }

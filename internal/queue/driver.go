@@ -75,6 +75,10 @@ type Driver interface {
 	// from elsewhere); ID is assigned. Insert is for new items.
 	Import(ctx context.Context, queue string, items []Item) error
 
+	// Close closes the statements the driver prepared on its pool; its
+	// owner calls it when it stops. A later call prepares afresh.
+	Close() error
+
 	Reader
 }
 

@@ -49,9 +49,26 @@ func New(db *gorm.DB) (*Driver, error) {
 	}, nil
 }
 
+// NewOneShot returns a driver for one call that prepares nothing (see
+// queuesql.Stmts.OneShot), so dropping it leaves nothing open.
+func NewOneShot(db *gorm.DB) (*Driver, error) {
+	d, err := New(db)
+	if err != nil {
+		return nil, err
+	}
+	d.stmts.OneShot = true
+	return d, nil
+}
+
+// Close closes the statements d prepared.
+func (d *Driver) Close() error {
+	d.stmts.Close()
+	return nil
+}
+
 // Migrate creates or updates the queue tables; see migrations/.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	d, err := New(db)
+	d, err := NewOneShot(db)
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,18 @@ import (
 
 // Stmts prepares each statement once per pool and keeps it, so the hot path
 // never parses SQL again (database/sql re-prepares it per connection only
-// when a new connection first runs it).
+// when a new connection first runs it). What it prepared stays open on
+// the pool's connections until Close: its owner closes it when it stops.
 type Stmts struct {
 	DB *sql.DB
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	// OneShot prepares nothing and runs each statement as given: for a
+	// driver built for one call (outbox.Add in a caller's transaction)
+	// and then dropped, whose statements nobody would close. Each one
+	// prepared on the pool stayed open on a connection for the pool's
+	// life: ~18 KB of SQLite memory per call, unbounded under load.
+	OneShot bool
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
 }
 
 func (s *Stmts) cached(q string) *sql.Stmt {
@@ -72,6 +79,9 @@ func (s *Stmts) inTx(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, erro
 func (s *Stmts) QueryRowOn(ctx context.Context, pool interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }, q string, args ...any) *sql.Row {
+	if s.OneShot {
+		return pool.QueryRowContext(ctx, q, args...)
+	}
 	switch p := pool.(type) {
 	case *sql.Tx:
 		st, err := s.inTx(ctx, p, q)
@@ -89,6 +99,12 @@ func (s *Stmts) QueryRowOn(ctx context.Context, pool interface {
 
 // Query runs q (in tx if not nil) and scans items.
 func (s *Stmts) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	if s.OneShot {
+		if tx != nil {
+			return tx.QueryContext(ctx, q, args...)
+		}
+		return s.DB.QueryContext(ctx, q, args...)
+	}
 	var st *sql.Stmt
 	var err error
 	if tx != nil {
@@ -104,6 +120,12 @@ func (s *Stmts) Query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 
 // Exec runs q (in tx if not nil).
 func (s *Stmts) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if s.OneShot {
+		if tx != nil {
+			return tx.ExecContext(ctx, q, args...)
+		}
+		return s.DB.ExecContext(ctx, q, args...)
+	}
 	var st *sql.Stmt
 	var err error
 	if tx != nil {
@@ -117,7 +139,8 @@ func (s *Stmts) Exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 	return st.ExecContext(ctx, args...)
 }
 
-// Close closes every prepared statement.
+// Close closes every prepared statement (on every connection of the pool).
+// Statements asked for afterwards are prepared afresh.
 func (s *Stmts) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
