@@ -74,6 +74,15 @@ type Item struct {
 	UpdatedAt   time.Time
 	StartedAt   time.Time // the current or last attempt's claim
 	FinishedAt  time.Time // reached a final state
+
+	newMeta json.RawMessage // set by SetMeta during an attempt
+}
+
+// SetMeta replaces the item's metadata (a JSON object) from inside a
+// Handler: the outcome of the attempt, whatever it is (done, retry, dead,
+// snoozed), saves it with the item, so the next attempt starts from it.
+func (it *Item) SetMeta(meta json.RawMessage) {
+	it.Meta, it.newMeta = meta, meta
 }
 
 // NewItem is what a use inserts.
