@@ -59,11 +59,11 @@ type Config struct {
 	// first before it writes them in one transaction: 1 ms.
 	CompleteWindow time.Duration
 
-	MaxAttempts int         // failures before dead, when an item has none of its own: 8
+	MaxAttempts int // failures before dead, when an item has none of its own: 8
 	// MaxAttemptsFor, if set, gives an item's budget (say, per kind) when
 	// the item has none of its own; 0 from it means MaxAttempts.
 	MaxAttemptsFor func(*Item) int
-	Retry       RetryPolicy // shared backoff
+	Retry          RetryPolicy // shared backoff
 	// RetryFor, if set, picks an item's policy (say, per kind) instead of
 	// Retry; the caller validates what it returns.
 	RetryFor func(Item) RetryPolicy
