@@ -59,8 +59,11 @@ type Config struct {
 	// first before it writes them in one transaction: 1 ms.
 	CompleteWindow time.Duration
 
-	MaxAttempts int         // failures before dead, when an item has none of its own: 8
-	Retry       RetryPolicy // shared backoff
+	MaxAttempts int // failures before dead, when an item has none of its own: 8
+	// MaxAttemptsFor, if set, gives an item's budget (say, per kind) when
+	// the item has none of its own; 0 from it means MaxAttempts.
+	MaxAttemptsFor func(*Item) int
+	Retry          RetryPolicy // shared backoff
 	// RetryFor, if set, picks an item's policy (say, per kind) instead of
 	// Retry; the caller validates what it returns.
 	RetryFor func(Item) RetryPolicy
@@ -528,6 +531,11 @@ func (c *Client) maxAttempts(it *Item) int {
 	if it.MaxAttempts > 0 {
 		return it.MaxAttempts
 	}
+	if c.cfg.MaxAttemptsFor != nil {
+		if n := c.cfg.MaxAttemptsFor(it); n > 0 {
+			return n
+		}
+	}
 	return c.cfg.MaxAttempts
 }
 
@@ -567,12 +575,16 @@ func (c *Client) attempt(ctx context.Context, cl *claimed) finished {
 	end := c.now()
 	o := c.baseOutcome(cl, end)
 	o.StartedUS, o.DurationUS = US(start), end.Sub(start).Microseconds()
+	o.Meta = it.newMeta
 	if err == nil {
 		o.State = StateDone
 		return finished{cl: cl, out: o, ev: EventDone}
 	}
-	if d, ok := snoozed(err); ok {
+	if d, cause, ok := snoozed(err); ok {
 		o.State, o.GiveBack, o.RunAtUS = StatePending, true, US(end.Add(d))
+		if cause != nil {
+			o.LastError = Text(cause.Error())
+		}
 		return finished{cl: cl, out: o, err: err, ev: EventSnoozed}
 	}
 	o.Error = Text(err.Error())

@@ -144,6 +144,10 @@ type Outcome struct {
 	StartedUS  int64
 	DurationUS int64
 	Error      string // the attempt's error
+	// Meta, when not nil, replaces the item's metadata (a JSON object): a
+	// handler's progress that the next attempt must see, such as the
+	// destinations a fan-out already delivered to.
+	Meta []byte
 }
 
 // InRow says whether the outcome's attempt is kept in the item's own row

@@ -97,6 +97,15 @@ type Item struct {
 	// of UniqueStates no other item of the queue takes UniqueKey.
 	UniqueKey    string
 	UniqueStates []State
+
+	newMeta json.RawMessage // set by SetMeta during an attempt
+}
+
+// SetMeta replaces the item's metadata (a JSON object) from inside a
+// Handler: the outcome of the attempt, whatever it is (done, retry, dead,
+// snoozed), saves it with the item, so the next attempt starts from it.
+func (it *Item) SetMeta(meta json.RawMessage) {
+	it.Meta, it.newMeta = meta, meta
 }
 
 // NewItem is what a use inserts.

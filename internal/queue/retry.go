@@ -48,13 +48,27 @@ func (p RetryPolicy) Delay(failures int) time.Duration {
 }
 
 // snoozeError asks for another attempt after a delay, counting no failure.
-type snoozeError struct{ d time.Duration }
+type snoozeError struct {
+	d     time.Duration
+	cause error // why, kept as the item's last error; nil: unchanged
+}
 
-func (e snoozeError) Error() string { return fmt.Sprintf("snoozed for %s", e.d) }
+func (e snoozeError) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("snoozed for %s: %v", e.d, e.cause)
+	}
+	return fmt.Sprintf("snoozed for %s", e.d)
+}
+
+func (e snoozeError) Unwrap() error { return e.cause }
 
 // Snooze is what a Handler returns to try the item again after d without
 // counting a failure or an attempt (a rate limit, an open circuit breaker).
-func Snooze(d time.Duration) error { return snoozeError{d} }
+func Snooze(d time.Duration) error { return snoozeError{d: d} }
+
+// SnoozeCause is Snooze that also records why as the item's last error
+// (a receiver that is down), still counting no failure or attempt.
+func SnoozeCause(d time.Duration, cause error) error { return snoozeError{d: d, cause: cause} }
 
 // permanentError ends the item now.
 type permanentError struct{ err error }
@@ -72,10 +86,10 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-func snoozed(err error) (time.Duration, bool) {
+func snoozed(err error) (time.Duration, error, bool) {
 	var s snoozeError
 	if errors.As(err, &s) {
-		return s.d, true
+		return s.d, s.cause, true
 	}
-	return 0, false
+	return 0, nil, false
 }

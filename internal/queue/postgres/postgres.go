@@ -297,10 +297,11 @@ UPDATE canal_queue_items AS t
 SET state = u.s, run_at_us = u.r, failures = u.f, last_error = u.e, blocks = u.b, attempt = t.attempt - u.g,
   owner = '', lease_until_us = 0, solo = false, updated_us = u.n,
   finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END,
-  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du
+  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du,
+  meta = CASE WHEN u.hm THEN u.m ELSE t.meta END
 FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::int[], $7::text[], $8::boolean[], $9::int[], $10::bigint[],
-  $16::bigint[], $17::bigint[])
-  AS u(id, o, a, s, r, f, e, b, g, n, st, du)
+  $16::bigint[], $17::bigint[], $18::boolean[], $19::text[])
+  AS u(id, o, a, s, r, f, e, b, g, n, st, du, hm, m)
 WHERE t.id = u.id AND t.state = 'running' AND t.owner = u.o AND t.attempt = u.a
 RETURNING t.id),
 att AS (INSERT INTO canal_queue_attempts (item_id, number, started_us, duration_us, error)
@@ -413,9 +414,12 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 		ids, owners, states, errs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
 		atts, fails, backs := make([]int32, n), make([]int32, n), make([]int32, n)
 		runAts, nows, starts, durs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		blocks := make([]bool, n)
+		blocks, hasMeta, metas := make([]bool, n), make([]bool, n), make([]string, n)
 		for j, i := range sel {
 			o := outs[i]
+			if o.Meta != nil {
+				hasMeta[j], metas[j] = true, string(o.Meta)
+			}
 			ids[j], owners[j], states[j], errs[j] = o.ID, o.Owner, string(o.State), queue.Text(o.LastError)
 			atts[j], fails[j] = int32(o.Attempt), int32(o.Failures)
 			runAts[j], nows[j], blocks[j] = o.RunAtUS, o.NowUS, o.Blocks
@@ -437,7 +441,7 @@ func (d *Driver) completeOnce(ctx context.Context, outs []queue.Outcome, idx []i
 			}
 		}
 		rows, err := d.stmts.Query(ctx, tx, completeSQL, ids, owners, atts, states, runAts, fails, errs, blocks, backs, nows,
-			aID, aNum, aStart, aDur, aErr, starts, durs)
+			aID, aNum, aStart, aDur, aErr, starts, durs, hasMeta, metas)
 		if err != nil {
 			return err
 		}

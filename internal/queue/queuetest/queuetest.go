@@ -54,6 +54,7 @@ func Run(t *testing.T, open Open) {
 		{"UniqueInCallerTx", testUniqueInCallerTx},
 		{"UniqueConcurrent", testUniqueConcurrent},
 		{"UniqueRetry", testUniqueRetry},
+		{"OutcomeSavesMeta", testOutcomeMeta},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -744,5 +745,36 @@ func testRenewNearEnd(t *testing.T, d queue.Driver, db *gorm.DB) {
 	}
 	if renewed := get(t, d, "long").LeaseUntil; !renewed.After(first) {
 		t.Fatalf("renewed to %v, before the first lease %v", renewed, first)
+	}
+}
+
+// An outcome may carry the item's new metadata (a fan-out's delivered
+// destinations): a retry and a give-back save it, in a batch where another
+// outcome leaves its item's metadata as it was.
+func testOutcomeMeta(t *testing.T, d queue.Driver, db *gorm.DB) {
+	a, b, c := item("a", ""), item("b", ""), item("c", "")
+	a.Meta, b.Meta, c.Meta = []byte(`{"h":"1"}`), []byte(`{"h":"2"}`), []byte(`{"h":"3"}`)
+	insert(t, d, db, a, b, c)
+	got := claim(t, d, "p", 3)
+	wantIDs(t, got, "a", "b", "c")
+	outs := []queue.Outcome{
+		{ID: got[0].ID, Owner: "p", Attempt: got[0].Attempt, Queue: q, State: queue.StatePending, RunAtUS: us(time.Minute),
+			Failures: 1, LastError: "boom", Error: "boom", NowUS: us(2 * time.Second), Meta: []byte(`{"h":"1","done":"x"}`)},
+		{ID: got[1].ID, Owner: "p", Attempt: got[1].Attempt, Queue: q, State: queue.StatePending, RunAtUS: us(time.Minute),
+			GiveBack: true, NowUS: us(2 * time.Second), Meta: []byte(`{"h":"2","done":"y"}`)},
+		{ID: got[2].ID, Owner: "p", Attempt: got[2].Attempt, Queue: q, State: queue.StatePending, RunAtUS: us(time.Minute),
+			Failures: 1, LastError: "boom", Error: "boom", NowUS: us(2 * time.Second)},
+	}
+	if ok, err := d.Complete(context.Background(), outs); err != nil || !ok[0] || !ok[1] || !ok[2] {
+		t.Fatalf("complete: %v %v", ok, err)
+	}
+	for id, want := range map[string]string{"a": `{"h":"1","done":"x"}`, "b": `{"h":"2","done":"y"}`, "c": `{"h":"3"}`} {
+		it := get(t, d, id)
+		if string(it.Meta) != want || it.State != queue.StatePending {
+			t.Errorf("%s: meta %s state %s, want %s pending", id, it.Meta, it.State, want)
+		}
+	}
+	if it := get(t, d, "b"); it.Attempt != 0 || it.Failures != 0 {
+		t.Errorf("b given back: attempt %d failures %d, want 0 0", it.Attempt, it.Failures)
 	}
 }

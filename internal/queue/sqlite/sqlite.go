@@ -241,7 +241,7 @@ func (d *Driver) HasRescued(ctx context.Context, q string) (bool, error) {
 var completeRows = []int{256, 64, 16, 4, 1}
 
 // completeCols is one outcome's parameters, in the order of outcomeArgs.
-const completeCols = 12
+const completeCols = 13
 
 // completeSQLs holds completeSQL for each of completeRows.
 var completeSQLs = func() map[int]string {
@@ -256,7 +256,7 @@ var completeSQLs = func() map[int]string {
 func completeSQL(n int) string {
 	row := "(?" + strings.Repeat(",?", completeCols-1) + ")"
 	var b strings.Builder
-	b.WriteString(`WITH u(id, o, a, s, r, f, e, b, g, n, st, du) AS (VALUES `)
+	b.WriteString(`WITH u(id, o, a, s, r, f, e, b, g, n, st, du, m) AS (VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -268,7 +268,8 @@ UPDATE canal_queue_items AS t
 SET state = u.s, run_at_us = u.r, failures = u.f, last_error = u.e, blocks = u.b, attempt = t.attempt - u.g,
   owner = '', lease_until_us = 0, solo = 0, updated_us = u.n,
   finished_us = CASE WHEN u.s IN ('done', 'dead', 'dropped', 'cancelled') THEN u.n ELSE t.finished_us END,
-  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du
+  started_us = CASE WHEN u.du >= 0 THEN u.st ELSE t.started_us END, duration_us = u.du,
+  meta = COALESCE(u.m, t.meta)
 FROM u
 WHERE t.id = u.id AND t.state = 'running' AND t.owner = u.o AND t.attempt = u.a
 RETURNING id`)
@@ -281,8 +282,12 @@ func outcomeArgs(args []any, o queue.Outcome) []any {
 	if o.InRow() {
 		started, duration = o.StartedUS, max(o.DurationUS, 0)
 	}
+	var meta any // NULL: unchanged
+	if o.Meta != nil {
+		meta = string(o.Meta)
+	}
 	return append(args, o.ID, o.Owner, o.Attempt, string(o.State), o.RunAtUS, o.Failures,
-		queue.Text(o.LastError), b2i(o.Blocks), b2i(o.GiveBack), o.NowUS, started, duration)
+		queue.Text(o.LastError), b2i(o.Blocks), b2i(o.GiveBack), o.NowUS, started, duration, meta)
 }
 
 const attemptsSQL = `INSERT INTO canal_queue_attempts (item_id, number, started_us, duration_us, error)
