@@ -126,6 +126,7 @@ type process struct {
 	stdout io.ReadCloser
 	stderr *syncBuffer
 	url    chan string   // the address from its "listening on" line
+	addr   string        // that address, once waitReady has read it
 	done   chan struct{} // closed when it has exited, with err set
 	err    error
 }
@@ -177,6 +178,7 @@ func (p *process) waitReady(within time.Duration) error {
 	var url string
 	select {
 	case url = <-p.url:
+		p.addr = url
 	case <-p.done:
 		return fmt.Errorf("exited before listening: %v", p.err)
 	case <-ctx.Done():
