@@ -78,7 +78,9 @@ type Config struct {
 	// processes sharing the database elect one leader that runs the
 	// recurring jobs; when it dies another takes over this long after.
 	LeaderLease time.Duration
-	Logger      *slog.Logger
+	// Logger is tagged by the caller (a "component"); the processor and
+	// the queue clients it builds add other keys, never "component".
+	Logger *slog.Logger
 	// Now is the clock (default time.Now); times are kept in UTC.
 	Now func() time.Time
 }
@@ -266,7 +268,7 @@ func NewProcessor(cfg Config) *Processor {
 		p.lease = ls
 		p.elect = &elector{
 			store: ls, owner: p.pool.proc.ID(), lease: p.cfg.LeaderLease, now: p.now,
-			log: p.cfg.Logger.With("component", "leader"), poke: make(chan struct{}, 1),
+			log: p.cfg.Logger.With("role", "leader"), poke: make(chan struct{}, 1),
 		}
 		p.leadCh = make(chan leadership)
 		p.cmdWake = make(chan struct{}, 1)

@@ -77,7 +77,7 @@ type Config struct {
 	DeadPolicies      map[string]DeadPolicy // per topic
 
 	Clock  func() time.Time // time.Now; every stored time comes from it, in UTC
-	Logger *slog.Logger     // slog.Default()
+	Logger *slog.Logger     // slog.Default(); tagged by the caller (a "component"), never here
 
 	// WatchOnly: the relay sends nothing. It claims no message and only
 	// reports the outbox (stats, the events of admin actions), leaving the
@@ -219,7 +219,7 @@ func New(db *gorm.DB, cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("%w: %w", ErrDialect, err)
 	}
 	return &Relay{
-		db: db, drv: drv, cfg: cfg, log: cfg.Logger.With("component", "outbox"),
+		db: db, drv: drv, cfg: cfg, log: cfg.Logger,
 		pubs:     map[string]Publisher{},
 		breakers: map[string]*breaker{},
 		events:   queue.NewEmitter[Event](cfg.EventBuffer),

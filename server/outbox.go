@@ -43,7 +43,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 	// With no publisher and no demo, this process is a dashboard only: it
 	// leaves the messages to the processes that can send them.
 	watchOnly := !cfg.Demo && cfg.WebhookURL == "" && cfg.NATSURL == "" && cfg.AMQPURL == "" && cfg.RedisURL == ""
-	relay, err := outbox.New(db, outbox.Config{Logger: log, Process: proc, WatchOnly: watchOnly}) // it tags its own lines
+	relay, err := outbox.New(db, outbox.Config{Logger: log.With("component", "outbox"), Process: proc, WatchOnly: watchOnly})
 	if err != nil {
 		return fail(fmt.Errorf("outbox: %w", err))
 	}

@@ -86,7 +86,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// One view of the database for every loop of this process: an outage
 	// is logged once, shown on every page and fails /readyz.
 	dbState := outage.New(log.With("component", "database"))
-	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log, Version: buildVersion(), Outage: dbState})
+	qproc := queue.NewProcess(qdrv, queue.ProcessConfig{Logger: log.With("component", "queue"), Version: buildVersion(), Outage: dbState})
 	jobStore, err := jobs.NewStore(db)
 	if err != nil {
 		return fmt.Errorf("jobs store: %w", err)
@@ -274,6 +274,10 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	}
 }
 
+// newLogger is the process's logger. One rule keeps a key from appearing
+// twice in a line: the caller tags. Whoever builds a component passes it
+// log.With("component", name); a package never adds "component" to the
+// logger it is given (it adds keys of its own: queue, process, role).
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated in parseConfig

@@ -77,7 +77,7 @@ type Config struct {
 	OnEvent func(Event) // called by the completer after each write; must not block
 
 	Clock  func() time.Time // time.Now
-	Logger *slog.Logger     // slog.Default()
+	Logger *slog.Logger     // slog.Default(); tagged by the caller (a "component"), never here
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -155,7 +155,7 @@ func NewClient(drv Driver, proc *Process, cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		drv: drv, proc: proc, cfg: cfg,
-		log:      cfg.Logger.With("component", "queue", "queue", cfg.Queue),
+		log:      cfg.Logger.With("queue", cfg.Queue),
 		wake:     make(chan struct{}, 1),
 		suspects: make(chan struct{}, 1),
 		running:  map[int64]*claimed{},

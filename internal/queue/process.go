@@ -18,7 +18,7 @@ type ProcessConfig struct {
 	Heartbeat      time.Duration    // heartbeat row and lease renewal: 1 s
 	RescueInterval time.Duration    // how often expired leases are looked for: 1 s
 	Clock          func() time.Time // time.Now
-	Logger         *slog.Logger     // slog.Default()
+	Logger         *slog.Logger     // slog.Default(); tagged by the caller (a "component"), never here
 	// Version is the program's build, stored in the heartbeat row for
 	// the processes page ("devel" when empty).
 	Version string
@@ -81,7 +81,7 @@ func NewProcess(drv Driver, cfg ProcessConfig) *Process {
 	_, _ = rand.Read(b[:])
 	id := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	return &Process{
-		drv: drv, cfg: cfg, log: cfg.Logger.With("component", "queue", "process", id),
+		drv: drv, cfg: cfg, log: cfg.Logger.With("process", id),
 		row: ProcessRow{ID: id, Host: host, PID: os.Getpid(), Version: cfg.Version},
 	}
 }
