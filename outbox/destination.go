@@ -163,7 +163,8 @@ func (a *attemptState) send(ctx context.Context, n *named, d Delivery) error {
 		c := b.cb.Counts()
 		a.failed(false, min(a.r.policy(d.Topic).Delay(int(max(1, c.ConsecutiveFailures))), a.r.cfg.BreakerOpen))
 	}
-	if err != nil && !n.auto {
+	// Named in the error, unless it names itself already ("webhook: …").
+	if err != nil && !n.auto && !strings.HasPrefix(err.Error(), n.name) {
 		return fmt.Errorf("%s: %w", n.name, err)
 	}
 	return err
