@@ -48,7 +48,12 @@ type Deps struct {
 	Routes []templates.Route
 	// Orders is the demo domain (*demo.Orders); nil leaves its route out.
 	Orders OrderPlacer
-	WS     WSConfig
+	// Idempotency keeps the answers of POST /api/work and /api/orders
+	// sent with an Idempotency-Key (*idempotency.Store, on the database
+	// of Work and Orders, which must store in the caller's transaction:
+	// EnqueueTx, PlaceOrderTx). Nil: such a request is refused with 501.
+	Idempotency IdempotencyStore
+	WS          WSConfig
 	// Access is who may do what; the zero value is open to loopback
 	// Host names only (Canal's default with no tokens configured).
 	Access Access
@@ -222,7 +227,8 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(stri
 
 	// Work API (one-off work items).
 	if d.Work != nil {
-		app.POST("/api/work", postWork(d.Work, 2*time.Second), operator...)
+		txq, _ := d.Work.(workTxEnqueuer)
+		app.POST("/api/work", postWork(d.Work, txq, d.idempotent("POST /api/work"), 2*time.Second), operator...)
 		app.GET("/api/work/:id", getWork(d.Work), viewer)
 		var counter workCounter
 		if d.History != nil {
@@ -257,6 +263,15 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(stri
 
 	// Orders demo API: an order and its outbox message in one transaction.
 	if d.Orders != nil {
-		app.POST("/api/orders", placeOrder(d.Orders), operator...)
+		app.POST("/api/orders", placeOrder(d.Orders, d.idempotent("POST /api/orders")), operator...)
 	}
+}
+
+// idempotent is the Idempotency-Key handling of a write route; nil without
+// a store.
+func (d Deps) idempotent(route string) *idempotentWrite {
+	if d.Idempotency == nil {
+		return nil
+	}
+	return &idempotentWrite{store: d.Idempotency, route: route}
 }
