@@ -124,3 +124,69 @@ func TestRecordStoresAnyBytesEscaped(t *testing.T) {
 		}
 	})
 }
+
+// Tally: a caller's requests on one action with one outcome in a minute
+// are one row whose count is their number, concurrent ones too; another
+// outcome, another minute or a Record is a row of its own.
+func TestTallySummarisesAMinute(t *testing.T) {
+	eachDB(t, func(t *testing.T, l *audit.Log) {
+		ctx := context.Background()
+		minute := time.Now().UTC().Truncate(time.Minute)
+		intake := audit.Entry{Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9", Action: "orders.post", Result: audit.ResultOK, Status: 201}
+		const n = 40
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				e := intake
+				e.At = minute.Add(time.Duration(i) * time.Second) // all within the minute
+				_, err := l.Tally(ctx, e)
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		failed := intake
+		failed.At, failed.Result, failed.Status = minute.Add(time.Second), audit.ResultFailed, 400
+		for range 3 {
+			if _, err := l.Tally(ctx, failed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next := intake
+		next.At = minute.Add(time.Minute + time.Second)
+		stored, err := l.Tally(ctx, next)
+		if err != nil || stored.Count != 1 || stored.ID == 0 {
+			t.Fatalf("the next minute's first: %+v, %v", stored, err)
+		}
+		op := audit.Entry{At: minute.Add(2 * time.Second), Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9",
+			Action: "work.retry", Target: "w1", Result: audit.ResultOK, Status: 200}
+		for range 2 {
+			if _, err := l.Record(ctx, op); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page, err := l.List(ctx, audit.Filter{Limit: audit.MaxPage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums := map[string]int64{}
+		rows := map[string]int{}
+		for _, e := range page.Items {
+			k := fmt.Sprintf("%s %s %d", e.Action, e.Result, e.At.Truncate(time.Minute).Sub(minute)/time.Minute)
+			sums[k] += e.Count
+			rows[k]++
+		}
+		want := map[string]int64{"orders.post ok 0": n, "orders.post failed 0": 3, "orders.post ok 1": 1, "work.retry ok 0": 2}
+		for k, c := range want {
+			if sums[k] != c {
+				t.Errorf("%s: counts sum to %d, want %d (all: %v)", k, sums[k], c, sums)
+			}
+		}
+		if rows["orders.post ok 0"] != 1 || rows["work.retry ok 0"] != 2 || len(page.Items) != 5 {
+			t.Errorf("rows %v (%d in all), want one per summary and one per operator action", rows, len(page.Items))
+		}
+	})
+}
