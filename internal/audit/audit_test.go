@@ -2,9 +2,11 @@ package audit_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,4 +191,90 @@ func TestTallySummarisesAMinute(t *testing.T) {
 			t.Errorf("rows %v (%d in all), want one per summary and one per operator action", rows, len(page.Items))
 		}
 	})
+}
+
+// While the database is away a minute's tallies are kept as one entry with
+// their count, written when it is back: nothing is lost, nothing swamps.
+func TestTallyWhileTheDatabaseIsAway(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.SQLite(t)
+	if err := audit.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	var away atomic.Bool
+	if err := db.Callback().Create().Before("gorm:create").Register("test:away", func(tx *gorm.DB) {
+		if away.Load() {
+			_ = tx.AddError(driver.ErrBadConn)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(db)
+	e := audit.Entry{At: time.Now().UTC().Truncate(time.Minute), Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9",
+		Action: "work.post", Result: audit.ResultOK, Status: 202}
+	away.Store(true)
+	for range 25 {
+		if _, err := l.Tally(ctx, e); !errors.Is(err, audit.ErrHeld) {
+			t.Fatalf("tally while away: %v, want ErrHeld", err)
+		}
+	}
+	away.Store(false)
+	if n, err := l.Flush(ctx); n != 1 || err != nil {
+		t.Fatalf("flush: %d entries, %v; want the minute's one", n, err)
+	}
+	if _, err := l.Tally(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	page, err := l.List(ctx, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, en := range page.Items {
+		sum += en.Count
+	}
+	if len(page.Items) != 2 || sum != 26 {
+		t.Fatalf("%d rows summing to %d, want 2 summing to 26: %+v", len(page.Items), sum, page.Items)
+	}
+}
+
+// An audit table of an older Canal gains the count column: its rows count
+// one each.
+func TestMigrateAddsCountToOldRows(t *testing.T) {
+	eachDBRaw(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		type oldEntry struct {
+			ID     int64     `gorm:"primaryKey;autoIncrement"`
+			At     time.Time `gorm:"not null;index"`
+			Who    string    `gorm:"size:200;not null;index"`
+			Role   string    `gorm:"size:20;not null"`
+			Via    string    `gorm:"size:20;not null"`
+			From   string    `gorm:"size:100;not null"`
+			Action string    `gorm:"size:100;not null;index"`
+			Result string    `gorm:"size:20;not null"`
+		}
+		old := db.Table("canal_audit")
+		if err := old.AutoMigrate(&oldEntry{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Create(&oldEntry{At: time.Now(), Who: "operator", Role: "operator", Via: "bearer", From: "x", Action: "jobs.stop", Result: "ok"}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := audit.Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		page, err := audit.New(db).List(ctx, audit.Filter{})
+		if err != nil || len(page.Items) != 1 || page.Items[0].Count != 1 {
+			t.Fatalf("%+v, %v; want the old row counting 1", page.Items, err)
+		}
+	})
+}
+
+func eachDBRaw(t *testing.T, f func(t *testing.T, db *gorm.DB)) {
+	for _, d := range []struct {
+		name string
+		open func(testing.TB) *gorm.DB
+	}{{"sqlite", testenv.SQLite}, {"postgres", testenv.Postgres}} {
+		t.Run(d.name, func(t *testing.T) { f(t, d.open(t)) })
+	}
 }
