@@ -122,7 +122,7 @@ func TestWorkAPIFullQueue(t *testing.T) {
 		handler func(p *jobs.Processor) echo.HandlerFunc
 	}{
 		{"drop-newest through the router", jobs.DropNewest, nil},
-		{"wait past the deadline", jobs.Wait, func(p *jobs.Processor) echo.HandlerFunc { return postWork(p, 20*time.Millisecond) }},
+		{"wait past the deadline", jobs.Wait, func(p *jobs.Processor) echo.HandlerFunc { return postWork(p, p, nil, 20*time.Millisecond) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
