@@ -271,13 +271,13 @@ func TestRelayReclaimsExpiredLease(t *testing.T) {
 		// A later keyless message is claimed and dispatched while the lease
 		// holds: proof that a claim ran and skipped the leased one.
 		probe := addN(t, r, "t", nil, 1)[0]
-		testenv.Eventually(t, 10*time.Second, "probe dispatched", func() bool { return statusOf(t, r, probe) == StatusDispatched })
+		testenv.Eventually(t, 60*time.Second, "probe dispatched", func() bool { return statusOf(t, r, probe) == StatusDispatched })
 		if st := statusOf(t, r, crashed); st != StatusInflight {
 			t.Fatalf("leased message is %s before its lease expired, want inflight", st)
 		}
 
 		clock.Advance(cfg.Lease + time.Second)
-		testenv.Eventually(t, 10*time.Second, "crashed message redelivered", func() bool { return statusOf(t, r, crashed) == StatusDispatched })
+		testenv.Eventually(t, 60*time.Second, "crashed message redelivered", func() bool { return statusOf(t, r, crashed) == StatusDispatched })
 		rec := mustGet(t, r, crashed)
 		// Attempt 1 died with its process: the log shows it cut short, and
 		// as it was out with others (a batch), it is no failure.

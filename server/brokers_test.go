@@ -97,7 +97,7 @@ func TestRunRoutesTopicsToBrokers(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no message reached RabbitMQ")
 	}
-	testenv.Eventually(t, 20*time.Second, "the order in the Redis stream", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the order in the Redis stream", func() bool {
 		es, err := rc.XRange(ctx, prefix+"order.placed", "-", "+").Result()
 		return err == nil && len(es) == 1 && es[0].Values["id"] == id
 	})

@@ -79,6 +79,7 @@ func TestThreeProcessesShareTheOutbox(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the real program; skipped with -short")
 	}
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	url := testenv.PostgresSchemaURL(t)
 	bin := buildCanal(t)
 	rc := &clusterReceiver{arrivals: map[string][]time.Time{}, firsts: map[string][]int{}}
@@ -229,7 +230,7 @@ func TestThreeProcessesShareTheOutbox(t *testing.T) {
 		last := arr[len(arr)-1]
 		if last.Before(killed) {
 			t.Errorf("cut message %s never arrived after the kill", id)
-		} else if d := last.Sub(killed); d > lease+8*time.Second {
+		} else if d := last.Sub(killed); d > lease+30*time.Second { // a deadline: a loaded machine is slow
 			t.Errorf("cut message %s arrived %.1fs after the kill: not taken over within seconds of its lease (%s)", id, d.Seconds(), lease)
 		}
 	}

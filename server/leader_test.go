@@ -84,6 +84,7 @@ func TestButtonsOnAnyProcessReachTheLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the real program; skipped with -short")
 	}
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	url := testenv.PostgresSchemaURL(t)
 	bin := buildCanal(t)
 	a := startCanal(t, bin, "-db", url)

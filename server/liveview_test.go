@@ -65,6 +65,7 @@ func TestTwoProcessesOneLiveView(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real program; skipped with -short")
 	}
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	bin := buildCanal(t)
 	for _, tc := range []struct {
 		name  string
@@ -171,6 +172,7 @@ func TestBrowserSeesWorkFinishOnAnotherProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real program; skipped with -short")
 	}
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	browser := testenv.Browser(t)
 	url := testenv.PostgresSchemaURL(t)
 	bin := buildCanal(t)
@@ -264,6 +266,6 @@ func TestBrowserSeesWorkFinishOnAnotherProcess(t *testing.T) {
 	}
 	var png []byte
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err == nil {
-		testenv.SaveScreenshot(t, "../docs/screenshots/processes.png", png)
+		testenv.SaveScreenshot(t, "processes.png", png)
 	}
 }

@@ -52,6 +52,7 @@ func login(t *testing.T, tab context.Context, base, token string) {
 // now on one page while the audit page in another tab shows the entry
 // without a reload. No page breaks the Content-Security-Policy.
 func TestBrowserViewerAndOperator(t *testing.T) {
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	browser := testenv.Browser(t)
 	const op, viewer = "operator-browser-token-1", "viewer-browser-token-1"
 	inst := servertest.Start(t, map[string]string{"CANAL_OPERATOR_TOKEN": op, "CANAL_VIEWER_TOKEN": viewer})
@@ -78,7 +79,7 @@ func TestBrowserViewerAndOperator(t *testing.T) {
 	if n != 0 || role != "viewer · viewer" {
 		t.Errorf("viewer's overview: %d buttons, role %q; want none and the viewer named", n, role)
 	}
-	testenv.SaveScreenshot(t, "../docs/screenshots/viewer.png", png)
+	testenv.SaveScreenshot(t, "viewer.png", png)
 	if err := chromedp.Run(ctx, chromedp.Navigate(inst.URL+"/outbox?status=dead"), chromedp.WaitVisible(`[data-testid="outbox-live"]`),
 		chromedp.Evaluate(buttons, &n)); err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ func TestBrowserViewerAndOperator(t *testing.T) {
 	if who != "operator" {
 		t.Errorf("audit row says %q did it", who)
 	}
-	testenv.SaveScreenshot(t, "../docs/screenshots/audit.png", png)
+	testenv.SaveScreenshot(t, "audit.png", png)
 	noCSPViolations(t, ctx, "operator overview")
 	noCSPViolations(t, audit, "audit page")
 }

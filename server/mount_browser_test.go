@@ -69,6 +69,7 @@ func poll(expr string) chromedp.Action {
 // script, fetch or socket) outside /canal/. A viewer sees no buttons and
 // cannot post.
 func TestBrowserDashboardMounted(t *testing.T) {
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	browser := testenv.Browser(t)
 	s := startShop(t, false)
 	ctx, cancel := context.WithTimeout(browser, 120*time.Second)

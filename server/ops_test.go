@@ -139,7 +139,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if resp.Header.Get("X-Request-Id") != "trace-me-42" {
 		t.Errorf("request id not echoed: %q", resp.Header.Get("X-Request-Id"))
 	}
-	testenv.Eventually(t, 5*time.Second, "the access log line", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the access log line", func() bool {
 		for _, line := range strings.Split(inst.Logs(), "\n") {
 			if strings.Contains(line, `"request_id":"trace-me-42"`) {
 				var rec map[string]any
@@ -187,7 +187,7 @@ func TestTraceparentLinksRequestToDispatch(t *testing.T) {
 		t.Fatalf("message traceparent %q: want the request's trace and its own span (not the caller's)", tp)
 	}
 	requestSpan := strings.Split(tp, "-")[2]
-	testenv.Eventually(t, 20*time.Second, "the message is dispatched", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the message is dispatched", func() bool {
 		resp, err := http.Get(inst.URL + "/api/outbox/" + placed.MessageID)
 		if err != nil {
 			return false

@@ -177,6 +177,7 @@ func getStatus(t *testing.T, url string) (int, string) {
 // finishes, and the log says "database unavailable" and "database available
 // again" once per outage, not once per poll.
 func TestDatabaseOutagesAreSurvivedAndLoggedOnce(t *testing.T) {
+	t.Parallel() // waits on processes, browsers and timers, not the CPU
 	pg := testenv.PrivatePostgres(t)
 	rc := &idempotentReceiver{seen: map[string]int{}}
 	hook := httptest.NewServer(rc)

@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,9 +60,72 @@ func NewTab(t testing.TB, ctx context.Context) context.Context {
 	return tab
 }
 
-// SaveScreenshot writes a PNG a person can open, creating its folder.
-func SaveScreenshot(t testing.TB, path string, png []byte) {
+// ScreenshotsEnv names the folder screenshots are written to; a relative
+// path is taken from the module's root, so
+// CANAL_SCREENSHOTS=docs/screenshots go test ./web/ ./server/ refreshes the
+// committed ones. Unset, they go to a temporary folder each test run logs,
+// so tests write nothing into the source tree.
+const ScreenshotsEnv = "CANAL_SCREENSHOTS"
+
+var (
+	shotsOnce sync.Once
+	shotsDir  string
+	shotsErr  error
+)
+
+// ScreenshotDir is the folder SaveScreenshot writes names to: $CANAL_SCREENSHOTS,
+// else one temporary folder for the whole test binary, kept for a person to open.
+func ScreenshotDir(t testing.TB) string {
 	t.Helper()
+	shotsOnce.Do(func() {
+		if d := os.Getenv(ScreenshotsEnv); d != "" {
+			if !filepath.IsAbs(d) {
+				root, err := moduleRoot()
+				if err != nil {
+					shotsErr = err
+					return
+				}
+				d = filepath.Join(root, d)
+			}
+			shotsDir, shotsErr = d, os.MkdirAll(d, 0o755)
+			return
+		}
+		shotsDir, shotsErr = os.MkdirTemp("", "canal-screenshots-")
+	})
+	if shotsErr != nil {
+		t.Fatalf("testenv: screenshot folder: %v", shotsErr)
+	}
+	return shotsDir
+}
+
+// moduleRoot is the nearest folder above the working directory (a test's
+// package) that holds go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = up
+	}
+}
+
+// SaveScreenshot writes a PNG a person can open and logs where: name in
+// ScreenshotDir, or at name itself when it is an absolute path (a test's
+// own t.ArtifactDir, say).
+func SaveScreenshot(t testing.TB, name string, png []byte) {
+	t.Helper()
+	path := name
+	if !filepath.IsAbs(name) {
+		path = filepath.Join(ScreenshotDir(t), name)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatalf("testenv: screenshot dir: %v", err)
 	}

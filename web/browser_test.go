@@ -143,7 +143,7 @@ func TestBrowserWallShowsLostConnectionAndRecovers(t *testing.T) {
 	}
 	var png []byte
 	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err == nil {
-		testenv.SaveScreenshot(t, "../docs/screenshots/wall-disconnected.png", png)
+		testenv.SaveScreenshot(t, "wall-disconnected.png", png)
 	}
 
 	servertest.Start(t, nil, "-addr", first.Addr)
@@ -178,7 +178,7 @@ func TestBrowserScreenshots(t *testing.T) {
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	testenv.SaveScreenshot(t, "../docs/screenshots/overview.png", png)
+	testenv.SaveScreenshot(t, "overview.png", png)
 
 	wall := testenv.NewTab(t, ctx)
 	if err := chromedp.Run(wall, chromedp.EmulateViewport(1920, 1080)); err != nil {
@@ -199,7 +199,7 @@ func TestBrowserScreenshots(t *testing.T) {
 	if !fits {
 		t.Error("the wall screen scrolls at 1920×1080")
 	}
-	testenv.SaveScreenshot(t, "../docs/screenshots/wall.png", png)
+	testenv.SaveScreenshot(t, "wall.png", png)
 }
 
 // TestBrowserWorksWithoutJavaScript reads the dashboard with scripts off and

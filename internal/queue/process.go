@@ -326,6 +326,14 @@ func (p *Process) beat(ctx context.Context) bool {
 	return ok
 }
 
+// rescueTimeout bounds one rescue statement. It is a deadline, not a
+// pace: at least 10 s, so a short RescueInterval (20 ms in tests) does not
+// cut every rescue on a busy database, which then backs off and leaves
+// expired leases unrescued (TestRelayReclaimsExpiredLease failed so).
+func rescueTimeout(interval time.Duration) time.Duration {
+	return max(10*interval, 10*time.Second)
+}
+
 // rescuer returns expired leases every RescueInterval, but not while the
 // database is away or has been back for less than rescueGrace: leases
 // that expired during an outage may belong to live processes that have not
@@ -345,7 +353,7 @@ func (p *Process) rescuer(ctx context.Context) {
 		if !p.cfg.Outage.Settled(p.rescueGrace()) {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*p.cfg.RescueInterval)
+		rctx, cancel := context.WithTimeout(ctx, rescueTimeout(p.cfg.RescueInterval))
 		began := time.Now()
 		n, err := p.drv.Rescue(rctx, US(p.cfg.Clock()), 1000)
 		cancel()

@@ -50,3 +50,47 @@ func TestProcessListMarksLost(t *testing.T) {
 		t.Fatalf("lost: %+v, want lost after %d missed heartbeats", l, queue.LostAfter)
 	}
 }
+
+// slowRescue is a driver whose rescue statement takes a while, as on a
+// busy database.
+type slowRescue struct {
+	queue.Driver
+	took time.Duration
+	done chan struct{} // one send per rescue that completed
+}
+
+func (d slowRescue) Rescue(ctx context.Context, nowUS int64, limit int) (int64, error) {
+	select {
+	case <-time.After(d.took):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	n, err := d.Driver.Rescue(ctx, nowUS, limit)
+	if err == nil {
+		select {
+		case d.done <- struct{}{}:
+		default:
+		}
+	}
+	return n, err
+}
+
+// A rescue that takes longer than a few rescue intervals still completes:
+// its deadline is not derived from the polling interval (it was 10 of
+// them, 200 ms at a 20 ms interval, so on a loaded machine every rescue
+// was cut and expired leases stayed unrescued).
+func TestRescueOutlivesItsInterval(t *testing.T) {
+	d, _ := open(t)
+	ctx := context.Background()
+	slow := slowRescue{Driver: d, took: 400 * time.Millisecond, done: make(chan struct{}, 1)}
+	p := queue.NewProcess(slow, queue.ProcessConfig{RescueInterval: 20 * time.Millisecond})
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(ctx) }()
+	select {
+	case <-slow.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no rescue completed in a minute: each was cut by its deadline")
+	}
+}
