@@ -184,6 +184,14 @@ func benchSoak(ctx context.Context, t *target, o options, memStatus bool, stdout
 	out.int("work", last.work)
 	out.float("orders_per_s", float64(last.orders)/last.at.Seconds())
 	out.float("work_per_s", float64(last.work)/last.at.Seconds())
+	// Where the resident set goes besides the live heap: memory the
+	// runtime holds for the heap (a peak it has not yet returned), stacks.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out.float("go_heap_sys_mb", float64(ms.HeapSys-ms.HeapReleased)/(1<<20))
+	out.float("go_stack_mb", float64(ms.StackSys)/(1<<20))
+	out.float("go_sys_mb", float64(ms.Sys-ms.HeapReleased)/(1<<20))
+	out.int("goroutines", int64(runtime.NumGoroutine()))
 	if t.dialect == "sqlite" && memStatus {
 		out.float("sqlite_mem_highwater_mb", float64(sqlitestat.MemoryHighwater())/(1<<20))
 	}
