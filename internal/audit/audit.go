@@ -147,10 +147,12 @@ func (l *Log) Tally(ctx context.Context, e Entry) (Entry, error) {
 		l.hold(e)
 		return e, fmt.Errorf("audit: tally %s: %w", e.Action, ErrHeld)
 	}
+	// RETURNING gives the row as it is now (its first time, its count),
+	// for the live page, without reading it again.
 	err := l.db.WithContext(ctx).Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "bucket"}},
 		DoUpdates: clause.Assignments(map[string]any{"count": gorm.Expr(`"canal_audit"."count" + 1`)}),
-	}).Create(&e).Error
+	}, clause.Returning{}).Create(&e).Error
 	if err != nil {
 		if outage.Unavailable(err) {
 			l.hold(e)
@@ -158,12 +160,7 @@ func (l *Log) Tally(ctx context.Context, e Entry) (Entry, error) {
 		}
 		return e, fmt.Errorf("audit: tally %s: %w", e.Action, err)
 	}
-	// The row as it is now, with its count, for the live page.
-	var stored Entry
-	if err := l.db.WithContext(ctx).Where("bucket = ?", e.key).Take(&stored).Error; err != nil {
-		return e, nil // counted; only the echo failed
-	}
-	return stored, nil
+	return e, nil
 }
 
 // bucket is the key of e's summary row: its caller, action, outcome and

@@ -157,6 +157,13 @@ func TestTallySummarisesAMinute(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// The row comes back as stored: the minute's count, its first
+		// request's time.
+		again := intake
+		again.At = minute.Add(59 * time.Second)
+		if stored, err := l.Tally(ctx, again); err != nil || stored.Count != n+1 || !stored.At.Before(again.At) || !stored.At.Truncate(time.Minute).Equal(minute) || stored.ID == 0 {
+			t.Fatalf("one more in the minute: %+v, %v; want count %d since %v", stored, err, n+1, minute)
+		}
 		next := intake
 		next.At = minute.Add(time.Minute + time.Second)
 		stored, err := l.Tally(ctx, next)
@@ -181,7 +188,7 @@ func TestTallySummarisesAMinute(t *testing.T) {
 			sums[k] += e.Count
 			rows[k]++
 		}
-		want := map[string]int64{"orders.post ok 0": n, "orders.post failed 0": 3, "orders.post ok 1": 1, "work.retry ok 0": 2}
+		want := map[string]int64{"orders.post ok 0": n + 1, "orders.post failed 0": 3, "orders.post ok 1": 1, "work.retry ok 0": 2}
 		for k, c := range want {
 			if sums[k] != c {
 				t.Errorf("%s: counts sum to %d, want %d (all: %v)", k, sums[k], c, sums)
