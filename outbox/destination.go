@@ -19,12 +19,14 @@ import (
 // A publisher's error is either about the message (the receiver answered
 // and refused this message: a webhook's 4xx other than 408 and 429, a
 // payload the broker rejects) or about the destination (it is down, refuses
-// connections, times out, answers 5xx). Only message errors spend the
+// connections, times out, answers 5xx). Message errors spend the
 // message's attempts and can make it dead. A destination error spends
 // nothing: the message waits for the destination, and the destination's
 // circuit breaker opens once it fails every message, so that its messages
 // wait without being sent until one probe gets through. An error a
-// publisher does not mark with MessageError is a destination error.
+// publisher does not mark with MessageError is a destination error, except
+// when the destination took other messages since this one last failed
+// there: then it is up, and the failure is the message's.
 
 type messageError struct{ err error }
 
@@ -87,6 +89,14 @@ func (n *named) Publish(ctx context.Context, d Delivery) error {
 // never see it among the headers.
 const DeliveredMeta = "canal:delivered"
 
+// The relay's own metadata fields start with stateMetaPrefix (a header
+// name cannot hold ':'); downMetaPrefix+name holds when the message last
+// found that destination down.
+const (
+	stateMetaPrefix = "canal:"
+	downMetaPrefix  = "canal:down:"
+)
+
 func parseDelivered(s string) []string {
 	if s == "" {
 		return nil
@@ -100,11 +110,13 @@ type attemptState struct {
 	r *Relay
 
 	mu        sync.Mutex
-	delivered []string // before this attempt, from the message's metadata
-	newly     []string // during it
-	used      int      // named destinations that ran
-	msgErr    bool     // a destination refused the message itself
-	down      bool     // a destination is down or failed
+	delivered []string         // before this attempt, from the message's metadata
+	downAt    map[string]int64 // when it last found each destination down, likewise
+	newly     []string         // during it
+	downNow   map[string]int64 // destinations it found down during it
+	used      int              // named destinations that ran
+	msgErr    bool             // a destination refused the message itself
+	down      bool             // a destination is down or failed
 	wait      time.Duration
 }
 
@@ -144,9 +156,11 @@ func (a *attemptState) send(ctx context.Context, n *named, d Delivery) error {
 		a.r.forgetBreaker(n.name)
 		return err
 	}
+	now := a.r.now().UnixMicro()
 	switch {
 	case err == nil:
 		done(nil)
+		b.up(now)
 		if !n.auto {
 			a.mu.Lock()
 			a.newly = append(a.newly, n.name)
@@ -154,12 +168,23 @@ func (a *attemptState) send(ctx context.Context, n *named, d Delivery) error {
 		}
 	case IsMessageError(err):
 		done(nil) // the destination answered: it is up
+		b.up(now)
 		a.failed(true, 0)
 	case ctx.Err() != nil && context.Cause(ctx) == context.Canceled:
 		done(nil) // the relay is stopping: says nothing of the destination
 		a.failed(false, a.r.cfg.BackoffBase)
+	case a.upForOthers(b, n.name):
+		// It took other messages since this one last failed there: the
+		// receiver is up and fails this message, which spends an attempt
+		// as a refused message does (else a message a receiver always
+		// answers 5xx would hold its key for ever). An outage costs a
+		// message one attempt at most: its first failure there.
+		done(err)
+		a.markDown(n.name, now)
+		a.failed(true, 0)
 	default:
 		done(err)
+		a.markDown(n.name, now)
 		c := b.cb.Counts()
 		a.failed(false, min(a.r.policy(d.Topic).Delay(int(max(1, c.ConsecutiveFailures))), a.r.cfg.BreakerOpen))
 	}
@@ -168,6 +193,26 @@ func (a *attemptState) send(ctx context.Context, n *named, d Delivery) error {
 		return fmt.Errorf("%s: %w", n.name, err)
 	}
 	return err
+}
+
+// upForOthers reports whether destination b took or answered another
+// message after this message last found it down.
+func (a *attemptState) upForOthers(b *breaker, name string) bool {
+	a.mu.Lock()
+	at, ok := a.downAt[name]
+	a.mu.Unlock()
+	return ok && b.lastUp.Load() > at
+}
+
+// markDown records that this attempt found the destination failing, so
+// that the next attempt can tell whether it took others meanwhile.
+func (a *attemptState) markDown(name string, now int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.downNow == nil {
+		a.downNow = map[string]int64{}
+	}
+	a.downNow[name] = now
 }
 
 func (a *attemptState) failed(message bool, wait time.Duration) {
@@ -185,6 +230,18 @@ func (a *attemptState) failed(message bool, wait time.Duration) {
 type breaker struct {
 	name string
 	cb   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// lastUp is when the destination last took or answered a message
+	// (unix microseconds of the relay's clock), as this process saw it.
+	lastUp atomic.Int64
+}
+
+func (b *breaker) up(now int64) {
+	for {
+		old := b.lastUp.Load()
+		if now <= old || b.lastUp.CompareAndSwap(old, now) {
+			return
+		}
+	}
 }
 
 func (r *Relay) breaker(name string) *breaker {

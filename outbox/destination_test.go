@@ -339,3 +339,58 @@ func TestBudgetsAreValidated(t *testing.T) {
 		t.Errorf("default budget = %+v, want 25 attempts from 1 s", b)
 	}
 }
+
+// A receiver that takes every other message but fails one (a 503 for that
+// message alone) is up: the failures are the message's, they spend its
+// attempts and it goes dead, instead of holding its key for ever.
+func TestReceiverFailingOneMessageSpendsItsAttempts(t *testing.T) {
+	dialects(t, func(t *testing.T, db *gorm.DB) {
+		cfg := testConfig()
+		cfg.MaxAttempts = 3
+		cfg.DefaultDeadPolicy = SetAside
+		r := newRelay(t, db, cfg)
+		pub := &recorder{fail: func(d Delivery) error {
+			if string(d.Payload) == `"poison"` {
+				return errors.New("webhook: 503 Service Unavailable")
+			}
+			return nil
+		}}
+		r.RegisterDefault(Named("webhook", pub))
+		var poison, after string
+		err := r.Transaction(context.Background(), func(tx *gorm.DB) error {
+			var err error
+			if poison, err = Add(context.Background(), tx, Message{Topic: "orders", Key: "p", Payload: "poison"}); err != nil {
+				return err
+			}
+			after, err = Add(context.Background(), tx, Message{Topic: "orders", Key: "p", Payload: "after"})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runRelay(t, r)
+
+		// Other messages keep going through meanwhile.
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				_ = r.Transaction(ctx, func(tx *gorm.DB) error {
+					_, err := Add(ctx, tx, Message{Topic: "orders", Key: fmt.Sprintf("k%d", i%4), Payload: i})
+					return err
+				})
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+		testenv.Eventually(t, time.Minute, "the poison message dead", func() bool { return statusOf(t, r, poison) == StatusDead })
+		cancel()
+		wg.Wait()
+		if rec := mustGet(t, r, poison); rec.Failures != cfg.MaxAttempts {
+			t.Errorf("poison dead after %d failures, want %d", rec.Failures, cfg.MaxAttempts)
+		}
+		testenv.Eventually(t, 30*time.Second, "its key's next message dispatched", func() bool { return statusOf(t, r, after) == StatusDispatched })
+		if d := r.Destinations(); len(d) != 1 || d[0].State != BreakerClosed {
+			t.Errorf("destinations = %+v, want webhook closed: it took the others", d)
+		}
+	})
+}

@@ -420,15 +420,20 @@ func (r *Relay) publish(ctx context.Context, it *queue.Item) error {
 	if p == nil {
 		return fmt.Errorf("%w %q", ErrNoPublisher, it.Kind)
 	}
-	d, delivered := delivery(it)
-	a := &attemptState{r: r, delivered: delivered}
+	d, st := delivery(it)
+	a := &attemptState{r: r, delivered: st.delivered, downAt: st.downAt}
 	err := p.Publish(context.WithValue(ctx, attemptKey{}, a), d)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// Saved when some but not all took it, or to complete an earlier
-	// partial list; a message sent whole at once writes nothing more.
-	if len(a.newly) > 0 && (err != nil || len(delivered) > 0) {
-		it.SetMeta(withDelivered(it.Meta, append(delivered, a.newly...)))
+	// The delivered list is saved when some but not all took it, or to
+	// complete an earlier partial list; a message sent whole at once
+	// writes nothing more.
+	var delivered []string
+	if len(a.newly) > 0 && (err != nil || len(st.delivered) > 0) {
+		delivered = append(st.delivered, a.newly...)
+	}
+	if delivered != nil || len(a.downNow) > 0 {
+		it.SetMeta(withState(it.Meta, delivered, a.downNow))
 	}
 	if err == nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,10 +77,8 @@ func record(it queue.Item) Record {
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 	_ = json.Unmarshal(it.Meta, &rec.Headers)
-	if v, ok := rec.Headers[DeliveredMeta]; ok {
-		rec.DeliveredTo = parseDelivered(v)
-		delete(rec.Headers, DeliveredMeta)
-	}
+	rec.DeliveredTo = parseDelivered(rec.Headers[DeliveredMeta])
+	rec.Headers = withoutState(rec.Headers)
 	switch rec.Status {
 	case StatusPending:
 		if !it.RunAt.IsZero() {
@@ -96,32 +95,65 @@ func record(it queue.Item) Record {
 	return rec
 }
 
-// delivery is what publishers get of it, and the destinations that
-// already have it (the metadata's DeliveredMeta, kept from publishers).
-func delivery(it *queue.Item) (Delivery, []string) {
+// msgState is what the relay keeps with a message between attempts, in
+// its metadata beside the headers: the destinations that already have it
+// and, per destination, when it last found that destination down (unix
+// microseconds of the relay's clock).
+type msgState struct {
+	delivered []string
+	downAt    map[string]int64
+}
+
+// delivery is what publishers get of it (its headers without the relay's
+// own fields), and the state the relay kept with it.
+func delivery(it *queue.Item) (Delivery, msgState) {
 	d := Delivery{
 		ID: it.PublicID, Topic: it.Kind, Key: it.Key, Payload: it.Payload,
 		CreatedAt: it.CreatedAt, Attempt: it.Attempt, // the claim counted it
 	}
-	var delivered []string
+	var st msgState
 	if len(it.Meta) > len("{}") { // most messages have no headers: no map, no decoding
 		_ = json.Unmarshal(it.Meta, &d.Headers)
-		if v, ok := d.Headers[DeliveredMeta]; ok {
-			delivered = parseDelivered(v)
-			delete(d.Headers, DeliveredMeta)
-			if len(d.Headers) == 0 {
-				d.Headers = nil
+		for k, v := range d.Headers {
+			if name, ok := strings.CutPrefix(k, downMetaPrefix); ok {
+				if at, err := strconv.ParseInt(v, 10, 64); err == nil {
+					if st.downAt == nil {
+						st.downAt = map[string]int64{}
+					}
+					st.downAt[name] = at
+				}
 			}
 		}
+		st.delivered = parseDelivered(d.Headers[DeliveredMeta])
+		d.Headers = withoutState(d.Headers)
 	}
-	return d, delivered
+	return d, st
 }
 
-// withDelivered is meta (a JSON object of strings) recording delivered.
-func withDelivered(meta json.RawMessage, delivered []string) json.RawMessage {
+// withoutState is h without the relay's own fields; nil when nothing is left.
+func withoutState(h map[string]string) map[string]string {
+	for k := range h {
+		if strings.HasPrefix(k, stateMetaPrefix) {
+			delete(h, k)
+		}
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}
+
+// withState is meta (a JSON object of strings) recording delivered (when
+// not nil) and the destinations found down at an attempt.
+func withState(meta json.RawMessage, delivered []string, downAt map[string]int64) json.RawMessage {
 	m := map[string]string{}
 	_ = json.Unmarshal(meta, &m)
-	m[DeliveredMeta] = strings.Join(delivered, ",")
+	if delivered != nil {
+		m[DeliveredMeta] = strings.Join(delivered, ",")
+	}
+	for name, at := range downAt {
+		m[downMetaPrefix+name] = strconv.FormatInt(at, 10)
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return meta
