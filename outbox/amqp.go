@@ -103,7 +103,9 @@ func (p *AMQP) String() string {
 	return fmt.Sprintf("RabbitMQ %s exchange per topic", p.show)
 }
 
-// Publish sends d and waits for the broker's confirm.
+// Publish sends d and waits for the broker's confirm. A message no queue
+// takes (ErrUnroutable) is a MessageError; any other failure is the
+// broker's (a destination error: the message waits, see Named).
 func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 	exchange, key := p.Target(d.Topic)
 	s, err := p.session(ctx)
@@ -165,8 +167,10 @@ func (p *AMQP) Publish(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("amqp %s: message %s: %w", p.show, d.ID, err)
 	}
 	if ok {
-		return fmt.Errorf("%w: exchange %q routing key %q: %d %s (bind a queue to receive topic %s)",
-			ErrUnroutable, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText, d.Topic)
+		// The broker is up and no queue takes the topic: a failed
+		// attempt of the message (MessageError), not an outage.
+		return MessageError(fmt.Errorf("%w: exchange %q routing key %q: %d %s (bind a queue to receive topic %s)",
+			ErrUnroutable, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText, d.Topic))
 	}
 	return nil
 }

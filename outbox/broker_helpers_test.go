@@ -23,9 +23,10 @@ type tcpProxy struct {
 	closed chan struct{}
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	conns []net.Conn
-	gate  chan struct{} // closed while answers flow; open while paused
+	mu     sync.Mutex
+	conns  []net.Conn
+	gate   chan struct{} // closed while answers flow; open while paused
+	refuse bool          // Down: new connections are closed at once
 }
 
 func newTCPProxy(t testing.TB, target string) *tcpProxy {
@@ -50,6 +51,13 @@ func (p *tcpProxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			c.Close()
+			continue
 		}
 		b, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -101,6 +109,22 @@ func (p *tcpProxy) Cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// Down cuts every connection and refuses new ones until Up: the broker is
+// down as its clients see it.
+func (p *tcpProxy) Down() {
+	p.mu.Lock()
+	p.refuse = true
+	p.mu.Unlock()
+	p.Cut()
+}
+
+// Up accepts connections again.
+func (p *tcpProxy) Up() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = false
 }
 
 // Pause holds the broker's answers until Resume.

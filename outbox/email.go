@@ -57,7 +57,7 @@ func (e *Email) Publish(ctx context.Context, d Delivery) error {
 		}
 	}
 	if fail {
-		return ErrSimulated
+		return MessageError(ErrSimulated) // a bounce: the message's failure
 	}
 	e.log.Debug("demo email sent", "id", d.ID, "topic", d.Topic)
 	return nil

@@ -60,6 +60,9 @@ type Stats struct {
 	LatencyP50Ms  float64 `json:"latencyP50Ms"`
 	LatencyP99Ms  float64 `json:"latencyP99Ms"`
 	DroppedEvents int64   `json:"droppedEvents"`
+	// Destinations are this process's destinations with the state of
+	// their circuit breakers (see Relay.Destinations).
+	Destinations []Destination `json:"destinations,omitempty"`
 }
 
 const (
@@ -157,6 +160,7 @@ func (r *Relay) dbStats(ctx context.Context) (Stats, error) {
 		Inflight:   c[queue.StateRunning],
 		Dispatched: c[queue.StateDone], Dead: c[queue.StateDead],
 		DroppedEvents: r.events.Dropped(),
+		Destinations:  r.Destinations(),
 	}
 	if oldest != 0 {
 		s.OldestPendingSeconds = max(0, now.Sub(queue.FromUS(oldest)).Seconds())

@@ -7,6 +7,17 @@
 // so receivers drop duplicates by id. Messages that share a key are delivered
 // one at a time in commit order; messages with different keys (or no key) are
 // delivered in parallel.
+//
+// Attempts count failures of a message, not of a receiver. A publisher says
+// a message is bad with MessageError; any other error means its destination
+// is down, and the message waits without spending an attempt. Each named
+// destination (Named) has a circuit breaker: while it fails every message
+// its messages wait unsent, one probe goes every Config.BreakerOpen, and
+// once it gets through they go out by themselves, in key order. A Fanout of
+// named destinations records on each message which ones already have it,
+// so a destination that was up never gets a copy because another was down.
+// The retry budget (Config.MaxAttempts, BackoffBase, BackoffMax) spans
+// hours by default and Config.Budgets sets it per topic.
 package outbox
 
 import (
@@ -94,8 +105,11 @@ type Delivery struct {
 	Attempt   int               // 1 for the first attempt
 }
 
-// Publisher delivers a message somewhere. A nil error means delivered; any
-// error is a failed attempt that is retried with backoff. It must honour ctx.
+// Publisher delivers a message somewhere. A nil error means delivered. An
+// error marked with MessageError is a failed attempt of the message, retried
+// with backoff until its budget is spent; any other error says the
+// destination is down: the message waits, spending no attempt, behind the
+// destination's circuit breaker (see Named). It must honour ctx.
 type Publisher interface {
 	Publish(ctx context.Context, d Delivery) error
 }

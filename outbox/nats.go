@@ -94,7 +94,13 @@ func (p *JetStream) Publish(ctx context.Context, d Delivery) error {
 	}
 	m.Header.Set("Canal-Topic", d.Topic)
 	if _, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(d.ID)); err != nil {
-		return fmt.Errorf("jetstream publish %s: %w", m.Subject, err)
+		err = fmt.Errorf("jetstream publish %s: %w", m.Subject, err)
+		// Too big, or a subject the server refuses: this
+		// message never goes; anything else is the server's (see Named).
+		if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+			return MessageError(err)
+		}
+		return err
 	}
 	return nil
 }

@@ -103,7 +103,8 @@ func (p *RedisStreams) String() string {
 	return fmt.Sprintf("Redis %s streams %s<topic> (MAXLEN ~%d)", p.show, p.cfg.Prefix, p.cfg.MaxLen)
 }
 
-// Publish appends d to its topic's stream once.
+// Publish appends d to its topic's stream once. Any failure is the
+// server's (a destination error: the message waits, see Named).
 func (p *RedisStreams) Publish(ctx context.Context, d Delivery) error {
 	ttl := max(1, int64(p.cfg.DedupTTL/time.Second))
 	args := []any{p.cfg.MaxLen, ttl, "id", d.ID, "topic", d.Topic}

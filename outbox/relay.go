@@ -45,9 +45,26 @@ type Config struct {
 
 	PollInterval time.Duration // fallback when nothing wakes the relay: 500 ms
 
-	MaxAttempts int           // failed attempts before a message is dead: 8
-	BackoffBase time.Duration // delay after the first failure, doubled after each: 1 s
-	BackoffMax  time.Duration // cap of the delay: 5 min
+	// The retry budget of a message: MaxAttempts message errors (see
+	// MessageError) make it dead, each followed by a delay from
+	// BackoffBase doubling up to BackoffMax (with jitter). The defaults,
+	// 25 attempts, 1 s up to 1 h, span about ten hours. A destination that
+	// is down spends none of it (see Named): its messages wait, however
+	// long it is down. Budgets overrides it per topic.
+	MaxAttempts int           // 25
+	BackoffBase time.Duration // 1 s
+	BackoffMax  time.Duration // 1 h
+	// Budgets are retry budgets per topic; a zero field takes the one
+	// above.
+	Budgets map[string]Budget
+
+	// Each destination (see Named) has a circuit breaker: BreakerFailures
+	// destination errors in a row open it; its messages then wait, unsent,
+	// and BreakerOpen later one of them probes it (half-open): delivered,
+	// the breaker closes and the rest go out at once; failed, it stays
+	// open BreakerOpen more. The breaker runs on real time, not Clock.
+	BreakerFailures int           // 5
+	BreakerOpen     time.Duration // 5 s
 
 	Retention       time.Duration // age after which dispatched messages are deleted: 24 h
 	CleanupInterval time.Duration // 1 min
@@ -90,9 +107,11 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.Lease, 10*time.Second)
 	def(&c.PublishTimeout, 5*time.Second)
 	def(&c.PollInterval, 500*time.Millisecond)
-	defInt(&c.MaxAttempts, 8)
+	defInt(&c.MaxAttempts, 25)
 	def(&c.BackoffBase, time.Second)
-	def(&c.BackoffMax, 5*time.Minute)
+	def(&c.BackoffMax, time.Hour)
+	defInt(&c.BreakerFailures, 5)
+	def(&c.BreakerOpen, 5*time.Second)
 	def(&c.Retention, 24*time.Hour)
 	def(&c.CleanupInterval, time.Minute)
 	defInt(&c.CleanupBatch, 1000)
@@ -104,13 +123,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	for _, d := range []time.Duration{c.Lease, c.PublishTimeout, c.PollInterval, c.BackoffBase, c.BackoffMax, c.Retention, c.CleanupInterval, c.StatsInterval} {
+	for topic, b := range c.Budgets {
+		if b.MaxAttempts < 0 || b.BackoffBase < 0 || b.BackoffMax < 0 {
+			return c, fmt.Errorf("%w: budget of topic %q: negative value", ErrInvalidConfig, topic)
+		}
+		if err := c.budget(topic).policy().Validate(); err != nil {
+			return c, fmt.Errorf("%w: budget of topic %q: BackoffMax below BackoffBase", ErrInvalidConfig, topic)
+		}
+	}
+	for _, d := range []time.Duration{c.Lease, c.PublishTimeout, c.PollInterval, c.BackoffBase, c.BackoffMax, c.Retention, c.CleanupInterval, c.StatsInterval, c.BreakerOpen} {
 		if d < 0 {
 			return c, fmt.Errorf("%w: negative duration %s", ErrInvalidConfig, d)
 		}
 	}
 	switch {
-	case c.Workers < 0, c.BatchSize < 0, c.MaxAttempts < 0, c.CleanupBatch < 0, c.EventBuffer < 0:
+	case c.Workers < 0, c.BatchSize < 0, c.MaxAttempts < 0, c.CleanupBatch < 0, c.EventBuffer < 0, c.BreakerFailures < 0:
 		return c, fmt.Errorf("%w: negative size", ErrInvalidConfig)
 	case c.PublishTimeout >= c.Lease:
 		return c, fmt.Errorf("%w: PublishTimeout %s must be shorter than Lease %s", ErrInvalidConfig, c.PublishTimeout, c.Lease)
@@ -118,6 +145,33 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: BackoffMax %s < BackoffBase %s", ErrInvalidConfig, c.BackoffMax, c.BackoffBase)
 	}
 	return c, nil
+}
+
+// Budget is a topic's retry budget (see Config.MaxAttempts); a zero field
+// takes the relay's.
+type Budget struct {
+	MaxAttempts int
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+}
+
+func (b Budget) policy() queue.RetryPolicy {
+	return queue.RetryPolicy{Base: b.BackoffBase, Max: b.BackoffMax}
+}
+
+// budget is topic's budget, its zero fields filled from c.
+func (c Config) budget(topic string) Budget {
+	b := c.Budgets[topic]
+	if b.MaxAttempts == 0 {
+		b.MaxAttempts = c.MaxAttempts
+	}
+	if b.BackoffBase == 0 {
+		b.BackoffBase = c.BackoffBase
+	}
+	if b.BackoffMax == 0 {
+		b.BackoffMax = max(c.BackoffMax, b.BackoffBase)
+	}
+	return b
 }
 
 // Relay delivers committed outbox messages to the publishers registered for
@@ -135,6 +189,10 @@ type Relay struct {
 	mu       sync.RWMutex
 	pubs     map[string]Publisher
 	fallback Publisher
+
+	// The circuit breaker of each destination, by name (destination.go).
+	bmu      sync.Mutex
+	breakers map[string]*breaker
 
 	events *queue.Emitter[Event]
 	stats  atomic.Pointer[Stats] // the last snapshot, written by Run's stats loop
@@ -163,24 +221,35 @@ func New(db *gorm.DB, cfg Config) (*Relay, error) {
 	return &Relay{
 		db: db, drv: drv, cfg: cfg, log: cfg.Logger,
 		pubs:     map[string]Publisher{},
+		breakers: map[string]*breaker{},
 		events:   queue.NewEmitter[Event](cfg.EventBuffer),
 		statsNow: make(chan struct{}, 1),
 	}, nil
 }
 
-// Register sets the publisher of topic, replacing any earlier one.
+// Register sets the publisher of topic, replacing any earlier one. A
+// publisher that holds no Named destination is one destination, named
+// "topic:<topic>", with its own circuit breaker.
 func (r *Relay) Register(topic string, p Publisher) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pubs[topic] = p
+	r.pubs[topic] = autoNamed("topic:"+topic, p)
 }
 
 // RegisterDefault sets the publisher of every topic that has none of its own.
 // A message with no publisher at all fails its attempts with ErrNoPublisher.
+// A publisher that holds no Named destination is the destination "default".
 func (r *Relay) RegisterDefault(p Publisher) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.fallback = p
+	r.fallback = autoNamed("default", p)
+}
+
+func autoNamed(name string, p Publisher) Publisher {
+	if n, ok := p.(*named); ok && !n.auto {
+		return p
+	}
+	return &named{name: name, p: p, auto: true}
 }
 
 func (r *Relay) publisher(topic string) Publisher {
@@ -274,12 +343,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	client, err := queue.NewClient(r.drv, proc, queue.Config{
 		Queue: queueName, Workers: r.cfg.Workers, MaxFetch: r.cfg.BatchSize,
 		Lease: r.cfg.Lease, Timeout: r.cfg.PublishTimeout, PollInterval: r.cfg.PollInterval,
-		MaxAttempts:   r.cfg.MaxAttempts,
-		Retry:         queue.RetryPolicy{Base: r.cfg.BackoffBase, Max: r.cfg.BackoffMax},
-		DeadBlocksKey: func(it queue.Item) bool { return r.deadPolicy(it.Kind) == BlockKey },
-		Handler:       queue.HandlerFunc(r.publish),
-		OnEvent:       r.onEvent,
-		Clock:         r.cfg.Clock, Logger: r.cfg.Logger,
+		MaxAttempts:    r.cfg.MaxAttempts,
+		MaxAttemptsFor: func(it *queue.Item) int { return r.cfg.budget(it.Kind).MaxAttempts },
+		Retry:          queue.RetryPolicy{Base: r.cfg.BackoffBase, Max: r.cfg.BackoffMax},
+		RetryFor:       func(it queue.Item) queue.RetryPolicy { return r.policy(it.Kind) },
+		DeadBlocksKey:  func(it queue.Item) bool { return r.deadPolicy(it.Kind) == BlockKey },
+		Handler:        queue.HandlerFunc(r.publish),
+		OnEvent:        r.onEvent,
+		Clock:          r.cfg.Clock, Logger: r.cfg.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -340,14 +411,40 @@ func (r *Relay) onEvent(ev queue.Event) {
 	r.emit(Event{Type: typ, At: ev.At, Message: &sum})
 }
 
-// publish is the engine's handler: one attempt at delivering a message.
+// publish is the engine's handler: one attempt at delivering a message. A
+// message error (MessageError) is a failed attempt; any other error means
+// a destination is down: the message waits (snoozed), its attempt not
+// counted. The destinations that took the message are kept with it.
 func (r *Relay) publish(ctx context.Context, it *queue.Item) error {
 	p := r.publisher(it.Kind)
 	if p == nil {
 		return fmt.Errorf("%w %q", ErrNoPublisher, it.Kind)
 	}
-	return p.Publish(ctx, delivery(it))
+	d, delivered := delivery(it)
+	a := &attemptState{r: r, delivered: delivered}
+	err := p.Publish(context.WithValue(ctx, attemptKey{}, a), d)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Saved when some but not all took it, or to complete an earlier
+	// partial list; a message sent whole at once writes nothing more.
+	if len(a.newly) > 0 && (err != nil || len(delivered) > 0) {
+		it.SetMeta(withDelivered(it.Meta, append(delivered, a.newly...)))
+	}
+	if err == nil {
+		return nil
+	}
+	if a.msgErr || IsMessageError(err) {
+		return err
+	}
+	wait := a.wait
+	if wait <= 0 {
+		wait = r.policy(it.Kind).Delay(1)
+	}
+	return queue.SnoozeCause(wait, err)
 }
+
+// policy is topic's backoff.
+func (r *Relay) policy(topic string) queue.RetryPolicy { return r.cfg.budget(topic).policy() }
 
 func (r *Relay) deadPolicy(topic string) DeadPolicy {
 	if p, ok := r.cfg.DeadPolicies[topic]; ok {

@@ -172,7 +172,7 @@ func TestRelayRetriesThenDeadLetters(t *testing.T) {
 				broken.Store(true)
 				pub := &recorder{fail: func(d Delivery) error {
 					if broken.Load() && string(d.Payload) == `"poison"` {
-						return errors.New("receiver said no")
+						return MessageError(errors.New("receiver said no"))
 					}
 					return nil
 				}}
@@ -334,7 +334,7 @@ func TestRelayCleansUpDispatchedOnly(t *testing.T) {
 		cfg.CleanupBatch = 3 // several batches
 		r := newRelay(t, db, cfg)
 		r.Register("ok", &recorder{})
-		r.Register("bad", PublisherFunc(func(context.Context, Delivery) error { return errors.New("no") }))
+		r.Register("bad", PublisherFunc(func(context.Context, Delivery) error { return MessageError(errors.New("no")) }))
 		ok := addN(t, r, "ok", nil, 10)
 		bad := addN(t, r, "bad", nil, 1)[0]
 		runRelay(t, r)
@@ -475,7 +475,7 @@ func TestRetriedSetAsideWaitsForInflightOfItsKey(t *testing.T) {
 			}
 			defer active.Add(-1)
 			if string(d.Payload) == `"first"` && failFirst.Load() {
-				return errors.New("no")
+				return MessageError(errors.New("no"))
 			}
 			if string(d.Payload) == `"second"` {
 				<-release
@@ -533,7 +533,7 @@ func TestRelayRecordsErrorsWithBytesTheDatabaseRefuses(t *testing.T) {
 		cfg.Lease, cfg.PublishTimeout = 2*time.Second, time.Second
 		r := newRelay(t, db, cfg)
 		r.Register("bad", PublisherFunc(func(context.Context, Delivery) error {
-			return errors.New("webhook: 500: " + strings.Repeat("é", 3000) + "\xff\x00 tail")
+			return MessageError(errors.New("webhook: 422: " + strings.Repeat("é", 3000) + "\xff\x00 tail"))
 		}))
 		stop := runRelay(t, r)
 		defer stop()
@@ -543,7 +543,7 @@ func TestRelayRecordsErrorsWithBytesTheDatabaseRefuses(t *testing.T) {
 		})
 		rec := mustGet(t, r, id)
 		if len(rec.AttemptLog) != 2 || !utf8.ValidString(rec.LastError) || strings.ContainsRune(rec.LastError, 0) ||
-			len(rec.LastError) > queue.MaxText || !strings.HasPrefix(rec.LastError, "webhook: 500: é") {
+			len(rec.LastError) > queue.MaxText || !strings.HasPrefix(rec.LastError, "webhook: 422: é") {
 			t.Errorf("attempts %d, last error %q…", len(rec.AttemptLog), rec.LastError[:min(40, len(rec.LastError))])
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/canalhq/canal/internal/migratelock"
@@ -75,6 +76,10 @@ func record(it queue.Item) Record {
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 	_ = json.Unmarshal(it.Meta, &rec.Headers)
+	if v, ok := rec.Headers[DeliveredMeta]; ok {
+		rec.DeliveredTo = parseDelivered(v)
+		delete(rec.Headers, DeliveredMeta)
+	}
 	switch rec.Status {
 	case StatusPending:
 		if !it.RunAt.IsZero() {
@@ -91,15 +96,37 @@ func record(it queue.Item) Record {
 	return rec
 }
 
-func delivery(it *queue.Item) Delivery {
+// delivery is what publishers get of it, and the destinations that
+// already have it (the metadata's DeliveredMeta, kept from publishers).
+func delivery(it *queue.Item) (Delivery, []string) {
 	d := Delivery{
 		ID: it.PublicID, Topic: it.Kind, Key: it.Key, Payload: it.Payload,
 		CreatedAt: it.CreatedAt, Attempt: it.Attempt, // the claim counted it
 	}
+	var delivered []string
 	if len(it.Meta) > len("{}") { // most messages have no headers: no map, no decoding
 		_ = json.Unmarshal(it.Meta, &d.Headers)
+		if v, ok := d.Headers[DeliveredMeta]; ok {
+			delivered = parseDelivered(v)
+			delete(d.Headers, DeliveredMeta)
+			if len(d.Headers) == 0 {
+				d.Headers = nil
+			}
+		}
 	}
-	return d
+	return d, delivered
+}
+
+// withDelivered is meta (a JSON object of strings) recording delivered.
+func withDelivered(meta json.RawMessage, delivered []string) json.RawMessage {
+	m := map[string]string{}
+	_ = json.Unmarshal(meta, &m)
+	m[DeliveredMeta] = strings.Join(delivered, ",")
+	b, err := json.Marshal(m)
+	if err != nil {
+		return meta
+	}
+	return b
 }
 
 func attempt(a queue.Attempt) Attempt {
@@ -137,6 +164,9 @@ type Record struct {
 	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"` // pending only
 	LeaseUntil    *time.Time `json:"leaseUntil,omitempty"`    // inflight only
 	DispatchedAt  *time.Time `json:"dispatchedAt,omitempty"`
+	// DeliveredTo are the destinations (see Named) of a fan-out that
+	// already have the message: a later attempt skips them.
+	DeliveredTo []string `json:"deliveredTo,omitempty"`
 	// AttemptLog is filled by Relay.Get only.
 	AttemptLog []Attempt `json:"attemptLog,omitempty"`
 }

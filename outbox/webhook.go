@@ -12,8 +12,10 @@ import (
 
 // Webhook POSTs every message to one URL: the payload is the body, and the
 // headers Idempotency-Key (the message id), Canal-Topic and the message's own
-// headers (such as traceparent) go with it. Any 2xx is delivered; any other
-// status, a transport error or a timeout is a failed attempt.
+// headers (such as traceparent) go with it. Any 2xx is delivered. A 4xx
+// other than 408 and 429 refuses the message itself (a MessageError: the
+// attempt counts); any other status, a transport error or a timeout is the
+// receiver's failure (it waits, spending no attempt; see Named).
 type Webhook struct {
 	url    string
 	client *http.Client
@@ -62,7 +64,12 @@ func (w *Webhook) Publish(ctx context.Context, d Delivery) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// A receiver may echo the URL (and its token) in its answer.
-		return redactError(fmt.Errorf("webhook: %s: %s", resp.Status, bytes.TrimSpace(body)), w.url)
+		err := redactError(fmt.Errorf("webhook: %s: %s", resp.Status, bytes.TrimSpace(body)), w.url)
+		if resp.StatusCode >= 400 && resp.StatusCode <= 499 &&
+			resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			return MessageError(err)
+		}
+		return err
 	}
 	return nil
 }

@@ -18,18 +18,23 @@ func TestWebhookPublish(t *testing.T) {
 		handler http.HandlerFunc
 		timeout time.Duration
 		wantErr string // "" for delivered
+		message bool   // a MessageError (the attempt counts), not the receiver's failure
 	}{
-		{"200 delivered", func(w http.ResponseWriter, r *http.Request) {}, 0, ""},
-		{"204 delivered", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }, 0, ""},
-		{"500 failed", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 0, "500 Internal Server Error: boom"},
+		{"200 delivered", func(w http.ResponseWriter, r *http.Request) {}, 0, "", false},
+		{"204 delivered", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }, 0, "", false},
+		{"500 failed", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 0, "500 Internal Server Error: boom", false},
+		{"503 receiver down", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, 0, "503", false},
+		{"408 receiver's timeout", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(408) }, 0, "408", false},
+		{"429 receiver busy", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(429) }, 0, "429", false},
+		{"422 message refused", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(422) }, 0, "422", true},
 		{"302 failed, not followed", func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodPost {
 				t.Errorf("redirect followed with %s", r.Method)
 			}
 			http.Redirect(w, r, "/elsewhere", http.StatusFound)
-		}, 0, "302"},
-		{"409 failed", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(409) }, 0, "409"},
-		{"timeout failed", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 50 * time.Millisecond, "deadline exceeded"},
+		}, 0, "302", false},
+		{"409 message refused", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(409) }, 0, "409", true},
+		{"timeout failed", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 50 * time.Millisecond, "deadline exceeded", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +65,9 @@ func TestWebhookPublish(t *testing.T) {
 				t.Fatalf("err = %v, want delivered", err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+			if IsMessageError(err) != tc.message {
+				t.Errorf("IsMessageError(%v) = %v, want %v", err, !tc.message, tc.message)
 			}
 			var got *http.Request
 			var body string

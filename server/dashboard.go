@@ -13,6 +13,7 @@ import (
 
 	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/internal/clusterevents"
+	"github.com/canalhq/canal/internal/idempotency"
 	"github.com/canalhq/canal/internal/outage"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/outbox"
@@ -87,6 +88,7 @@ type DashboardConfig struct {
 type Dashboard struct {
 	cfg     DashboardConfig
 	audit   *audit.Log
+	idem    *idempotency.Store // Idempotency-Key records of the API's writes
 	metrics *web.Metrics
 	hub     *web.Hub
 	handler http.Handler
@@ -107,13 +109,17 @@ var ErrNoJobs = errors.New("dashboard: DashboardConfig.Jobs is required")
 
 // NewDashboard builds the dashboard over db (the service's own *gorm.DB,
 // SQLite or PostgreSQL, migrated for jobs and outbox by the service with
-// jobs.Migrate and outbox.Migrate). It creates the audit log's table if
-// needed. Mount Handler under cfg.Prefix and call Run.
+// jobs.Migrate and outbox.Migrate). It creates the audit log's and the
+// Idempotency-Key records' tables if needed. Mount Handler under
+// cfg.Prefix and call Run.
 func NewDashboard(ctx context.Context, db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 	if cfg.Jobs == nil {
 		return nil, ErrNoJobs
 	}
 	if err := audit.Migrate(ctx, db); err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	if err := idempotency.Migrate(ctx, db); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	return newDashboard(db, cfg)
@@ -130,7 +136,7 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	proc := cfg.Jobs
-	d := &Dashboard{cfg: cfg, audit: audit.New(db)}
+	d := &Dashboard{cfg: cfg, audit: audit.New(db), idem: idempotency.New(db, idempotency.Config{})}
 
 	// Interfaces get a nil relay as nil, not as a typed nil pointer.
 	var outboxAdmin web.OutboxAdmin
@@ -177,6 +183,7 @@ func newDashboard(db *gorm.DB, cfg DashboardConfig) (*Dashboard, error) {
 		Outbox:      outboxAdmin,
 		Routes:      cfg.Routes,
 		Orders:      cfg.orders,
+		Idempotency: d.idem,
 		WS:          web.WSConfig{OriginPatterns: cfg.AllowedOrigins},
 		Access:      web.Access{Authenticator: cfg.Authenticator, Login: cfg.Login, Hosts: cfg.AllowedHosts, TrustedProxies: cfg.TrustedProxies},
 		Audit:       d.audit,
@@ -204,7 +211,8 @@ func (d *Dashboard) Handler() http.Handler { return d.handler }
 func (d *Dashboard) Metrics() *web.Metrics { return d.metrics }
 
 // Run runs the hub (the live updates every browser gets), the event taps
-// that feed it and the audit log's pruner until ctx ends; then it closes
+// that feed it, the audit log's pruner and the expired Idempotency-Key
+// records' cleaner until ctx ends; then it closes
 // every browser's socket with 1012 (they reconnect by themselves) and
 // returns once all of them have stopped. Run may be called once.
 func (d *Dashboard) Run(ctx context.Context) error {
@@ -222,6 +230,9 @@ func (d *Dashboard) Run(ctx context.Context) error {
 	}
 	wg.Go(func() {
 		audit.Pruner{Log: d.audit, Retention: d.cfg.AuditRetention, Logger: d.cfg.Logger.With("component", "audit")}.Run(ctx)
+	})
+	wg.Go(func() {
+		idempotency.Cleaner{Store: d.idem, Logger: d.cfg.Logger.With("component", "idempotency")}.Run(ctx)
 	})
 	if d.bridge != nil {
 		wg.Go(func() { d.bridge.Run(ctx) })

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/canalhq/canal/internal/audit"
+	"github.com/canalhq/canal/internal/idempotency"
 	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/redact"
 	"io"
@@ -18,8 +19,8 @@ import (
 )
 
 // migrate applies every schema Canal needs: the queue engine's numbered
-// migrations (which adopt the tables of an older Canal), then the jobs'
-// and the demo's tables. Run does it at start; `canal migrate` only this.
+// migrations (which adopt the tables of an older Canal), then the jobs',
+// the audit log's, the Idempotency-Key records' and the demo's tables. Run does it at start; `canal migrate` only this.
 // One process at a time (migratelock): replicas may start together.
 func migrate(ctx context.Context, db *gorm.DB) error {
 	drv, err := queuedialect.For(db)
@@ -34,6 +35,9 @@ func migrate(ctx context.Context, db *gorm.DB) error {
 			return err
 		}
 		if err := audit.Migrate(ctx, db); err != nil {
+			return err
+		}
+		if err := idempotency.Migrate(ctx, db); err != nil {
 			return err
 		}
 		return demo.Migrate(ctx, db)

@@ -52,7 +52,7 @@ func TestMigrateCommand(t *testing.T) {
 	if err := db.Raw(`SELECT version FROM canal_queue_schema ORDER BY version`).Scan(&versions).Error; err != nil || len(versions) < 2 || versions[0] != 1 {
 		t.Fatalf("schema versions %v, %v", versions, err)
 	}
-	for _, table := range []string{"canal_queue_items", "canal_queue_attempts", "canal_queue_processes", "canal_jobs"} {
+	for _, table := range []string{"canal_queue_items", "canal_queue_attempts", "canal_queue_processes", "canal_jobs", "canal_audit", "canal_idempotency_keys", "demo_orders"} {
 		if !db.Migrator().HasTable(table) {
 			t.Errorf("table %s missing after migrate", table)
 		}

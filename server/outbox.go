@@ -48,7 +48,9 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		return fail(fmt.Errorf("outbox: %w", err))
 	}
 
-	// Each configured publisher once, by the name routes use.
+	// Each configured publisher once, by the name routes use: also its
+	// destination name (its breaker, and what a fan-out message records as
+	// delivered, so a retry skips it).
 	pubs := map[string]outbox.Publisher{}
 	shown := map[string]string{}
 	if cfg.WebhookURL != "" {
@@ -56,7 +58,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		if err != nil {
 			return fail(fmt.Errorf("webhook publisher: %w", err))
 		}
-		pubs["webhook"], shown["webhook"] = wh, "webhook "+outbox.RedactURL(cfg.WebhookURL)
+		pubs["webhook"], shown["webhook"] = outbox.Named("webhook", wh), "webhook "+outbox.RedactURL(cfg.WebhookURL)
 	}
 	if cfg.NATSURL != "" {
 		js, err := outbox.DialJetStream(ctx, cfg.NATSURL, outbox.JetStreamConfig{})
@@ -64,7 +66,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 			return fail(fmt.Errorf("NATS publisher %s: %w", outbox.RedactURL(cfg.NATSURL), err))
 		}
 		closers = append(closers, js)
-		pubs["nats"], shown["nats"] = js, "NATS JetStream "+outbox.RedactURL(cfg.NATSURL)
+		pubs["nats"], shown["nats"] = outbox.Named("nats", js), "NATS JetStream "+outbox.RedactURL(cfg.NATSURL)
 	}
 	if cfg.AMQPURL != "" {
 		p, err := outbox.DialAMQP(ctx, cfg.AMQPURL, outbox.AMQPConfig{Exchange: cfg.AMQPExchange})
@@ -72,7 +74,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 			return fail(fmt.Errorf("RabbitMQ publisher: %w", err))
 		}
 		closers = append(closers, p)
-		pubs["amqp"], shown["amqp"] = p, p.String()
+		pubs["amqp"], shown["amqp"] = outbox.Named("amqp", p), p.String()
 	}
 	if cfg.RedisURL != "" {
 		p, err := outbox.DialRedisStreams(ctx, cfg.RedisURL, outbox.RedisStreamsConfig{Prefix: cfg.RedisPrefix, MaxLen: cfg.RedisMaxLen})
@@ -80,7 +82,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 			return fail(fmt.Errorf("Redis publisher: %w", err))
 		}
 		closers = append(closers, p)
-		pubs["redis"], shown["redis"] = p, p.String()
+		pubs["redis"], shown["redis"] = outbox.Named("redis", p), p.String()
 	}
 
 	// pick joins the named publishers: one, or a fan-out to each.
@@ -115,7 +117,7 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		relay.RegisterDefault(tracing.Publisher(tp, p))
 		routes = append(routes, templates.Route{Topic: "*", To: desc})
 	case cfg.Demo:
-		relay.RegisterDefault(tracing.Publisher(tp, outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email"))))
+		relay.RegisterDefault(tracing.Publisher(tp, outbox.Named("email", outbox.NewEmail(80*time.Millisecond, 0.05, nil, log.With("component", "email")))))
 		routes = append(routes, templates.Route{Topic: "*", To: "simulated email (demo)"})
 	default:
 		log.Warn("outbox: no publisher configured (-webhook-url, -nats-url, -amqp-url, -redis-url): this process sends no message; " +

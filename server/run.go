@@ -191,7 +191,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
-	hubDone.Go(func() { _ = dash.Run(hubCtx) }) // the hub, its taps, the events bridge, the audit pruner
+	hubDone.Go(func() { _ = dash.Run(hubCtx) }) // the hub, its taps, the events bridge, the audit pruner, the idempotency cleaner
 	// The demo's producers stop first on shutdown, before the jobs drain.
 	var demoDone sync.WaitGroup
 	defer demoDone.Wait()

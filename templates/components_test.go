@@ -401,3 +401,36 @@ func TestRunningTabSaysItCountsClaims(t *testing.T) {
 		t.Fatal("the done tab has a title: only counts that could mislead say more")
 	}
 }
+
+// The outbox panel shows each destination with its breaker: up, probing or
+// down; none when the relay has sent nothing.
+func TestOutboxPanelShowsDestinations(t *testing.T) {
+	st := &outbox.Stats{Destinations: []outbox.Destination{
+		{Name: "amqp", State: outbox.BreakerClosed, StateName: "closed"},
+		{Name: "redis", State: outbox.BreakerOpen, StateName: "open"},
+	}}
+	for name, c := range map[string]templ.Component{"panel": OutboxPanel(st, false), "wall": WallOutbox(st, false)} {
+		d := render(t, c)
+		got := map[string]string{}
+		d.Find(`[data-testid="destination"]`).Each(func(_ int, s *goquery.Selection) {
+			got[s.AttrOr("data-destination", "")] = s.AttrOr("data-state", "") + " " + strings.TrimSpace(s.Text())
+		})
+		if got["amqp"] != "closed amqp · up" || got["redis"] != "open redis · down" || len(got) != 2 {
+			t.Errorf("%s: destinations %v", name, got)
+		}
+	}
+	if render(t, OutboxPanel(&outbox.Stats{}, false)).Find(`[data-testid="destinations"]`).Length() != 0 {
+		t.Error("destinations shown with none")
+	}
+}
+
+// A fan-out message's page says which destinations already have it.
+func TestMessagePageSaysWhereItWasDelivered(t *testing.T) {
+	d := render(t, OutboxMessageBody(outbox.Record{ID: "m1", Topic: "t", Status: outbox.StatusPending, DeliveredTo: []string{"amqp", "nats"}}))
+	if got := strings.TrimSpace(d.Find(`[data-testid="delivered-to"]`).Text()); got != "amqp, nats" {
+		t.Errorf("delivered to %q, want %q", got, "amqp, nats")
+	}
+	if render(t, OutboxMessageBody(outbox.Record{ID: "m2", Topic: "t"})).Find(`[data-testid="delivered-to"]`).Length() != 0 {
+		t.Error("delivered-to shown for a message with no fan-out state")
+	}
+}

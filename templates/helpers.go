@@ -12,6 +12,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/canalhq/canal/jobs"
+	"github.com/canalhq/canal/outbox"
 )
 
 // Duration is time.Duration, for arithmetic inside templ expressions.
@@ -233,4 +234,36 @@ func uniqueStates(states []jobs.WorkState) string {
 		return strings.Join(ss, "")
 	}
 	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
+}
+
+// destBadge is the badge class of a destination's breaker state.
+func destBadge(s outbox.BreakerState) string {
+	switch s {
+	case outbox.BreakerOpen:
+		return "dead"
+	case outbox.BreakerHalfOpen:
+		return "pending"
+	}
+	return "dispatched"
+}
+
+// destWord says a breaker state as a reader understands it.
+func destWord(s outbox.BreakerState) string {
+	switch s {
+	case outbox.BreakerOpen:
+		return "down"
+	case outbox.BreakerHalfOpen:
+		return "probing"
+	}
+	return "up"
+}
+
+func destTitle(s outbox.BreakerState) string {
+	switch s {
+	case outbox.BreakerOpen:
+		return "breaker open: the destination fails every message; its messages wait, spending no attempt, until a probe gets through"
+	case outbox.BreakerHalfOpen:
+		return "breaker half-open: one message probes the destination"
+	}
+	return "breaker closed: sending"
 }

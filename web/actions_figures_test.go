@@ -35,7 +35,7 @@ func TestActionsChangeEveryFigureAtOnce(t *testing.T) {
 		if up.Load() {
 			return nil
 		}
-		return errors.New("receiver down")
+		return outbox.MessageError(errors.New("receiver down"))
 	}))
 	h := web.NewHub(web.HubConfig{OutboxEvents: r.Events(), OutboxHistory: r, ResyncEvery: time.Hour, Logger: log})
 	runCtx, cancel := context.WithCancel(ctx)

@@ -26,17 +26,23 @@ const auditWhoKey = "canal.audit.who"
 // AuditLog stores and lists who did what; *audit.Log is one.
 type AuditLog interface {
 	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	Tally(ctx context.Context, e audit.Entry) (audit.Entry, error)
 	List(ctx context.Context, f audit.Filter) (audit.Page, error)
 }
 
 // recorder wraps every command and write: it counts it (commands by type
 // and result) and stores it in the audit log, refused ones included, then
-// tells the hub so open audit pages show it at once.
+// tells the hub so open audit pages show it at once. Reads are not
+// wrapped: they change nothing.
 type recorder struct {
 	log     AuditLog // nil: not stored
 	hub     *Hub
 	metrics *Metrics
 	logger  *slog.Logger
+	// summarise: the route is a routine, high-volume write (the API's
+	// intake); its requests of one caller and outcome in a minute are one
+	// row with a count (audit.Log.Tally). A refused one is still its own.
+	summarise bool
 }
 
 func (rc recorder) middleware(next echo.HandlerFunc) echo.HandlerFunc {
@@ -84,7 +90,11 @@ func (rc recorder) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		// not.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
 		defer cancel()
-		stored, aerr := rc.log.Record(ctx, e)
+		store := rc.log.Record
+		if rc.summarise && result != audit.ResultDenied {
+			store = rc.log.Tally
+		}
+		stored, aerr := store(ctx, e)
 		if errors.Is(aerr, audit.ErrHeld) {
 			return err // written when the database is back; the outage is logged once
 		}

@@ -40,7 +40,7 @@ func liveOutbox(t *testing.T, up *atomic.Bool) (*httptest.Server, func(topic str
 	r.Register("ok", outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return nil }))
 	r.Register("flaky", outbox.PublisherFunc(func(context.Context, outbox.Delivery) error {
 		if !up.Load() {
-			return errors.New("receiver down")
+			return outbox.MessageError(errors.New("receiver down"))
 		}
 		return nil
 	}))

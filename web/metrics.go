@@ -243,6 +243,7 @@ var (
 	descUp           = prometheus.NewDesc("canal_processor_up", "1 while the jobs processor runs.", nil, nil)
 	descOutbox       = prometheus.NewDesc("canal_outbox_messages", "Outbox messages by status (each count stops at the count cap).", []string{"status"}, nil)
 	descOldest       = prometheus.NewDesc("canal_outbox_oldest_pending_seconds", "Age of the oldest message not yet delivered.", nil, nil)
+	descDestBreaker  = prometheus.NewDesc("canal_outbox_breaker_state", "Each outbox destination's circuit breaker in this process: 0 closed, 1 half-open, 2 open (down: its messages wait).", []string{"destination"}, nil)
 	descClients      = prometheus.NewDesc("canal_hub_clients", "Connected WebSocket clients by kind.", []string{"view"}, nil)
 	descFramesSent   = prometheus.NewDesc("canal_hub_frames_sent_total", "Frames queued to WebSocket clients.", nil, nil)
 	descFramesDrop   = prometheus.NewDesc("canal_hub_frames_dropped_total", "Frames dropped because a client could not keep up.", nil, nil)
@@ -252,7 +253,7 @@ var (
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descControlDepth, descControlCap, descControlRej, descControlWait, descQueueDepth, descQueueCap, descWorkers,
-		descBusy, descScheduled, descWorkTotal, descBreaker, descUp, descOutbox, descOldest, descEventsDrop} {
+		descBusy, descScheduled, descWorkTotal, descBreaker, descUp, descOutbox, descOldest, descDestBreaker, descEventsDrop} {
 		ch <- d
 	}
 }
@@ -314,6 +315,9 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descOutbox, float64(st.Dispatched), "dispatched")
 			gauge(descOutbox, float64(st.Dead), "dead")
 			gauge(descOldest, st.OldestPendingSeconds)
+			for _, d := range st.Destinations {
+				gauge(descDestBreaker, float64(d.State), d.Name)
+			}
 			counter(descEventsDrop, float64(st.DroppedEvents), "outbox")
 		}
 	}

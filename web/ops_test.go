@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/canalhq/canal/internal/audit"
 	"github.com/canalhq/canal/testenv"
 	"github.com/labstack/echo/v4"
@@ -310,5 +312,88 @@ func TestReadyzDetailsOnlyToAuthorisedCallersOnAllowedHosts(t *testing.T) {
 				t.Errorf("reason %q, want %q", body.Reasons["database"], want)
 			}
 		})
+	}
+}
+
+// The API's intake is summarised: a burst of N orders by one caller is a
+// row or two (a minute's boundary) whose counts sum to N, and /audit shows
+// the count; an operator's action and a refused write are a row each,
+// however many; reads make no row.
+func TestAuditSummarisesIntakeNotOperatorActions(t *testing.T) {
+	db := testenv.SQLite(t)
+	if err := audit.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	log := audit.New(db)
+	h, _, _ := testHub(t, HubConfig{FlushEvery: time.Hour})
+	tok := testTokens(t)
+	e := New(Deps{Hub: h, Jobs: newFakeJobs(nil, "report"), Outbox: newFakeOutbox(), Audit: log, Orders: &fakePlacer{},
+		Access: Access{Authenticator: tok, Login: tok}})
+	do := func(method, path, bearer, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Host = goodHost
+		req.RemoteAddr = "198.51.100.7:4242"
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+	const burst = 60
+	for range burst {
+		if rec := do("POST", "/api/orders", testOperator, `{"customer":"ada","amount":1}`); rec.Code != 201 {
+			t.Fatalf("order: %d %s", rec.Code, rec.Body)
+		}
+	}
+	for range 3 {
+		if rec := do("POST", "/api/jobs/report/trigger", testOperator, ""); rec.Code != 200 {
+			t.Fatalf("trigger: %d %s", rec.Code, rec.Body)
+		}
+		if rec := do("POST", "/api/orders", testViewer, `{"customer":"ada","amount":1}`); rec.Code != 403 {
+			t.Fatalf("viewer's order: %d %s", rec.Code, rec.Body)
+		}
+	}
+	for _, r := range []struct{ method, path string }{{"GET", "/api/jobs"}, {"HEAD", "/healthz"}, {"GET", "/api/audit"}, {"GET", "/"}, {"GET", "/metrics"}} {
+		if rec := do(r.method, r.path, testOperator, ""); rec.Code != 200 {
+			t.Fatalf("%s %s: %d", r.method, r.path, rec.Code)
+		}
+	}
+	page, err := log.List(context.Background(), audit.Filter{Limit: audit.MaxPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, sums := map[string]int{}, map[string]int64{}
+	for _, en := range page.Items {
+		k := en.Action + " " + en.Result
+		rows[k]++
+		sums[k] += en.Count
+	}
+	if rows["orders.post ok"] < 1 || rows["orders.post ok"] > 2 || sums["orders.post ok"] != burst {
+		t.Errorf("the burst: %d rows summing to %d, want 1 or 2 summing to %d", rows["orders.post ok"], sums["orders.post ok"], burst)
+	}
+	if rows["jobs.trigger ok"] != 3 || sums["jobs.trigger ok"] != 3 || rows["orders.post denied"] != 3 || sums["orders.post denied"] != 3 {
+		t.Errorf("operator actions and refusals: rows %v counts %v, want 3 rows of 1 each", rows, sums)
+	}
+	if len(page.Items) != rows["orders.post ok"]+6 {
+		t.Errorf("%d rows (%v): reads must make none", len(page.Items), rows)
+	}
+	// The audit page shows the summary's count.
+	rec := do("GET", "/audit?action=orders.post&result=ok", testOperator, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `data-testid="audit-count"`) {
+		t.Fatalf("/audit: %d, no count shown", rec.Code)
+	}
+	var shown int64
+	d, err := goquery.NewDocumentFromReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Find(`[data-testid="audit-count"]`).Each(func(_ int, s *goquery.Selection) {
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s.Text()), "×")), 10, 64)
+		shown += n
+	})
+	if shown < burst-1 || shown > burst {
+		t.Errorf("/audit shows counts summing to %d, want %d (a minute's single row shows none)", shown, burst)
 	}
 }

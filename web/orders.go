@@ -10,7 +10,9 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/canalhq/canal/internal/idempotency"
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 )
 
 // OrderPlacer places a demo order and its outbox message in one transaction;
@@ -18,6 +20,14 @@ import (
 // returns is the server's (500).
 type OrderPlacer interface {
 	PlaceOrder(ctx context.Context, customer string, amountCents int64) (orderID, messageID string, err error)
+}
+
+// orderTxPlacer places an order in a transaction of its own Transaction
+// (which wakes the relay on commit), beside the caller's own write: an
+// OrderPlacer that is one (*demo.Orders) takes Idempotency-Key.
+type orderTxPlacer interface {
+	idempotency.Transactor
+	PlaceOrderTx(ctx context.Context, tx *gorm.DB, customer string, amountCents int64) (orderID, messageID string, err error)
 }
 
 // Limits checked here so that a client mistake is a 400 naming the field.
@@ -31,8 +41,21 @@ var amountRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$`)
 
 // placeOrder: POST /api/orders {"customer": "ada", "amount": 12.50} stores an
 // order and its order.placed message together and answers 201 with both ids.
-func placeOrder(op OrderPlacer) echo.HandlerFunc {
+// With an Idempotency-Key (idem set and op an orderTxPlacer) the order, its
+// message and the key's record are stored in one transaction, and a retry
+// with the key gets the first 201 again instead of a second order.
+func placeOrder(op OrderPlacer, idem *idempotentWrite) echo.HandlerFunc {
+	txp, ok := op.(orderTxPlacer)
+	if !ok {
+		idem = nil
+	} else if idem != nil {
+		idem.tr = txp
+	}
 	return func(c echo.Context) error {
+		key, raw, handled, err := idem.keyed(c)
+		if handled {
+			return err
+		}
 		var in struct {
 			Customer *string         `json:"customer"`
 			Amount   json.RawMessage `json:"amount"`
@@ -66,6 +89,15 @@ func placeOrder(op OrderPlacer) echo.HandlerFunc {
 		cents, ok := parseCents(string(in.Amount))
 		if !ok || cents <= 0 || cents > maxAmountCents {
 			return badRequest(c, "amount", fmt.Sprintf("amount %s: want a number above 0 and at most %d, with at most two decimals", in.Amount, maxAmountCents/100))
+		}
+		if key != "" {
+			return idem.do(c, key, raw, func(tx *gorm.DB) (idempotency.Response, error) {
+				orderID, msgID, err := txp.PlaceOrderTx(c.Request().Context(), tx, customer, cents)
+				if err != nil {
+					return idempotency.Response{}, err
+				}
+				return jsonResponse(http.StatusCreated, map[string]string{"orderId": orderID, "messageId": msgID}, "")
+			}, func(_ echo.Context, err error) error { return err })
 		}
 		orderID, msgID, err := op.PlaceOrder(c.Request().Context(), customer, cents)
 		if err != nil {

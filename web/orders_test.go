@@ -58,7 +58,7 @@ func TestPlaceOrderAPI(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &fakePlacer{err: tc.placerErr}
 			e := New(Deps{Logger: slog.New(slog.DiscardHandler)})
-			e.POST("/api/orders", placeOrder(p))
+			e.POST("/api/orders", placeOrder(p, nil))
 			srv := httptest.NewServer(e)
 			defer srv.Close()
 			r := call(t, srv, "POST", "/api/orders", tc.body)

@@ -38,7 +38,7 @@ func newAPIFixture(t *testing.T) apiFixture {
 		t.Fatal(err)
 	}
 	r.Register("ok", outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return nil }))
-	r.Register("bad", outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return errors.New("receiver down") }))
+	r.Register("bad", outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return outbox.MessageError(errors.New("receiver down")) }))
 	add := func(topic string) string {
 		var id string
 		err := r.Transaction(ctx, func(tx *gorm.DB) error {

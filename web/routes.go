@@ -48,7 +48,12 @@ type Deps struct {
 	Routes []templates.Route
 	// Orders is the demo domain (*demo.Orders); nil leaves its route out.
 	Orders OrderPlacer
-	WS     WSConfig
+	// Idempotency keeps the answers of POST /api/work and /api/orders
+	// sent with an Idempotency-Key (*idempotency.Store, on the database
+	// of Work and Orders, which must store in the caller's transaction:
+	// EnqueueTx, PlaceOrderTx). Nil: such a request is refused with 501.
+	Idempotency IdempotencyStore
+	WS          WSConfig
 	// Access is who may do what; the zero value is open to loopback
 	// Host names only (Canal's default with no tokens configured).
 	Access Access
@@ -144,13 +149,19 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(stri
 	// sends them (see require).
 	viewer := d.Access.require(auth.Viewer)
 	// Every command and write is counted and audited, refused ones too;
-	// so is every login, and every wall link used.
-	rec := recorder{log: d.Audit, hub: d.Hub, metrics: d.Metrics, logger: d.Logger}.middleware
+	// so is every login, and every wall link used. Reads are not. The
+	// API's intake (work items, orders) is summarised: a caller's
+	// requests with one outcome in a minute are one row with a count.
+	rc := recorder{log: d.Audit, hub: d.Hub, metrics: d.Metrics, logger: d.Logger}
+	rec := rc.middleware
+	tallied := rc
+	tallied.summarise = true
 	e.GET("/login", loginPage(d.Access, logins), onlyWithToken(rec))
 	if d.Access.Login != nil {
 		e.POST("/login", loginSubmit(d.Access, logins), rec)
 	}
 	operator := []echo.MiddlewareFunc{rec, d.Access.require(auth.Operator)}
+	intake := []echo.MiddlewareFunc{tallied.middleware, d.Access.require(auth.Operator)}
 	e.POST("/logout", logout, viewer)
 	e.GET("/metrics", d.Metrics.handler(), viewer)
 
@@ -222,7 +233,8 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(stri
 
 	// Work API (one-off work items).
 	if d.Work != nil {
-		app.POST("/api/work", postWork(d.Work, 2*time.Second), operator...)
+		txq, _ := d.Work.(workTxEnqueuer)
+		app.POST("/api/work", postWork(d.Work, txq, d.idempotent("POST /api/work"), 2*time.Second), intake...)
 		app.GET("/api/work/:id", getWork(d.Work), viewer)
 		var counter workCounter
 		if d.History != nil {
@@ -257,6 +269,15 @@ func addRoutes(e *echo.Echo, d Deps, logins *loginLimiter, allowedHost func(stri
 
 	// Orders demo API: an order and its outbox message in one transaction.
 	if d.Orders != nil {
-		app.POST("/api/orders", placeOrder(d.Orders), operator...)
+		app.POST("/api/orders", placeOrder(d.Orders, d.idempotent("POST /api/orders")), intake...)
 	}
+}
+
+// idempotent is the Idempotency-Key handling of a write route; nil without
+// a store.
+func (d Deps) idempotent(route string) *idempotentWrite {
+	if d.Idempotency == nil {
+		return nil
+	}
+	return &idempotentWrite{store: d.Idempotency, route: route}
 }

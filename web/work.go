@@ -12,10 +12,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/canalhq/canal/internal/idempotency"
 	"github.com/canalhq/canal/jobs"
 	"github.com/canalhq/canal/templates"
 	"github.com/canalhq/canal/web/auth"
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 )
 
 // WorkQueue is what the web layer asks of the work pool; *jobs.Processor
@@ -48,13 +50,28 @@ const maxBody = 1 << 20
 
 var errBodyTooLarge = fmt.Errorf("request body is larger than %d bytes", maxBody)
 
+// workTxEnqueuer stores an item in the caller's transaction; *jobs.Processor
+// is one.
+type workTxEnqueuer interface {
+	EnqueueTx(ctx context.Context, tx *gorm.DB, nw jobs.NewWork) (jobs.WorkItem, error)
+}
+
 // postWork accepts {"kind":…, "priority":…, "payload":{…}, "unique_key":…};
 // a unique key held by a waiting or running item is a 409 naming it. The item is
 // stored before the 202; if the queue stays full for longer than wait (or
 // the request's own deadline), the answer is 503 with Retry-After and the
-// item was not accepted.
-func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
+// item was not accepted. With an Idempotency-Key (idem and txq set) the item
+// and the key's record are stored in one transaction, and a retry with the
+// key gets the first 202 again instead of a second item.
+func postWork(q workEnqueuer, txq workTxEnqueuer, idem *idempotentWrite, wait time.Duration) echo.HandlerFunc {
+	if txq == nil {
+		idem = nil
+	}
 	return func(c echo.Context) error {
+		key, raw, handled, err := idem.keyed(c)
+		if handled {
+			return err
+		}
 		var body struct {
 			Kind     string          `json:"kind"`
 			Priority *string         `json:"priority"`
@@ -85,6 +102,15 @@ func postWork(q workEnqueuer, wait time.Duration) echo.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), wait)
 		defer cancel()
+		if key != "" {
+			return idem.do(c, key, raw, func(tx *gorm.DB) (idempotency.Response, error) {
+				it, err := txq.EnqueueTx(ctx, tx, nw)
+				if err != nil {
+					return idempotency.Response{}, err
+				}
+				return jsonResponse(http.StatusAccepted, it, templates.Path(c.Request().Context(), "/api/work/"+it.ID))
+			}, jobsError)
+		}
 		it, err := q.Enqueue(ctx, nw)
 		if err != nil {
 			return jobsError(c, err)

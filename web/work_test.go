@@ -123,7 +123,7 @@ func TestWorkAPIFullQueue(t *testing.T) {
 	}{
 		{"drop-newest through the router", jobs.DropNewest, nil},
 		// The request's wait is short: it is the wait for room that is cut.
-		{"wait past the deadline", jobs.Wait, func(p *jobs.Processor) echo.HandlerFunc { return postWork(p, 250*time.Millisecond) }},
+		{"wait past the deadline", jobs.Wait, func(p *jobs.Processor) echo.HandlerFunc { return postWork(p, p, nil, 250*time.Millisecond) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

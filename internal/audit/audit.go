@@ -1,10 +1,15 @@
 // Package audit stores who did what to Canal: every command and write, with
 // who (and in which role), when, from where, on what, and how it ended.
-// Entries are kept for a retention and then deleted by Pruner.
+// Entries are kept for a retention and then deleted by Pruner. Routine
+// writes that would swamp the log (an API's intake at hundreds a second)
+// are summarised by Tally: one row per caller, action and outcome a minute,
+// with the number of requests it stands for in Count.
 package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +23,7 @@ import (
 	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/outage"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Entry is one recorded action.
@@ -34,6 +40,15 @@ type Entry struct {
 	Status    int       `json:"status"`
 	Detail    string    `json:"detail,omitempty" gorm:"size:1000"`
 	RequestID string    `json:"requestId,omitempty" gorm:"size:100"`
+	// Count is how many requests the row stands for: 1 for Record's, the
+	// minute's total for Tally's summary (the first one's time, detail and
+	// request id).
+	Count int64 `json:"count" gorm:"not null;default:1"`
+	// Bucket is a summary's key (caller, action, outcome and minute); nil
+	// for a single action's row. Unique: the minute's requests add to it.
+	Bucket *string `json:"-" gorm:"size:64;uniqueIndex"`
+
+	key string `gorm:"-"` // Bucket, kept while the entry is held in memory
 }
 
 // TableName keeps the table beside Canal's others.
@@ -85,14 +100,8 @@ func New(db *gorm.DB) *Log { return &Log{db: db} }
 // While the database is away (outage.Unavailable) it keeps e in memory and
 // returns ErrHeld.
 func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
-	if e.At.IsZero() {
-		e.At = time.Now()
-	}
-	e.At = e.At.UTC()
-	e.Who, e.Target, e.Detail = clip(Escape(e.Who), 200), clip(Escape(e.Target), 300), clip(Escape(e.Detail), 1000)
-	e.From, e.Action, e.RequestID = clip(Escape(e.From), 100), clip(Escape(e.Action), 100), clip(Escape(e.RequestID), 100)
-	e.Role, e.Via, e.Result = clip(Escape(e.Role), 20), clip(Escape(e.Via), 20), clip(Escape(e.Result), 20)
-	e.ID = 0
+	e = clean(e)
+	e.Count, e.Bucket = 1, nil
 	if _, err := l.Flush(ctx); err != nil {
 		l.hold(e)
 		return e, fmt.Errorf("audit: record %s: %w", e.Action, ErrHeld)
@@ -107,9 +116,80 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	return e, nil
 }
 
+// clean fills in e's time and makes its text storable.
+func clean(e Entry) Entry {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	e.At = e.At.UTC()
+	e.Who, e.Target, e.Detail = clip(Escape(e.Who), 200), clip(Escape(e.Target), 300), clip(Escape(e.Detail), 1000)
+	e.From, e.Action, e.RequestID = clip(Escape(e.From), 100), clip(Escape(e.Action), 100), clip(Escape(e.RequestID), 100)
+	e.Role, e.Via, e.Result = clip(Escape(e.Role), 20), clip(Escape(e.Via), 20), clip(Escape(e.Result), 20)
+	e.ID = 0
+	return e
+}
+
+// SummaryWindow is the span of one summary row.
+const SummaryWindow = time.Minute
+
+// Tally records e as one more request of its kind: the requests of one
+// caller (who, role, via, from) on one action and target with one result
+// and status in one minute share a row, whose Count grows with each. It
+// returns the row as stored. Use it for routine writes only: an
+// operator's action, a refusal or a login is Record's, one row each.
+// While the database is away it keeps the minute's count in memory and
+// returns ErrHeld, as Record does.
+func (l *Log) Tally(ctx context.Context, e Entry) (Entry, error) {
+	e = clean(e)
+	e.key = bucket(e)
+	e.Count, e.Bucket = 1, &e.key
+	if _, err := l.Flush(ctx); err != nil {
+		l.hold(e)
+		return e, fmt.Errorf("audit: tally %s: %w", e.Action, ErrHeld)
+	}
+	// RETURNING gives the row as it is now (its first time, its count),
+	// for the live page, without reading it again.
+	err := l.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "bucket"}},
+		DoUpdates: clause.Assignments(map[string]any{"count": gorm.Expr(`"canal_audit"."count" + 1`)}),
+	}, clause.Returning{}).Create(&e).Error
+	if err != nil {
+		if outage.Unavailable(err) {
+			l.hold(e)
+			return e, fmt.Errorf("audit: tally %s: %w: %w", e.Action, ErrHeld, err)
+		}
+		return e, fmt.Errorf("audit: tally %s: %w", e.Action, err)
+	}
+	return e, nil
+}
+
+// bucket is the key of e's summary row: its caller, action, outcome and
+// minute.
+func bucket(e Entry) string {
+	h := sha256.New()
+	for _, s := range []string{e.At.Truncate(SummaryWindow).Format(time.RFC3339), e.Who, e.Role, e.Via, e.From,
+		e.Action, e.Target, e.Result, strconv.Itoa(e.Status)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 func (l *Log) hold(e Entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if e.key != "" {
+		// The minute's requests held so far share one entry; it is
+		// written as a plain row (a summary already stored for the
+		// minute would refuse its bucket).
+		e.Bucket = nil
+		for i := len(l.held) - 1; i >= 0 && i >= len(l.held)-64; i-- {
+			if l.held[i].key == e.key {
+				l.held[i].Count++
+				return
+			}
+		}
+	}
 	if len(l.held) >= maxHeld {
 		l.held = l.held[1:]
 	}

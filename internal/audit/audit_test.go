@@ -2,9 +2,11 @@ package audit_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,4 +125,163 @@ func TestRecordStoresAnyBytesEscaped(t *testing.T) {
 			t.Errorf("plain text changed: %+v, %v", plain, err)
 		}
 	})
+}
+
+// Tally: a caller's requests on one action with one outcome in a minute
+// are one row whose count is their number, concurrent ones too; another
+// outcome, another minute or a Record is a row of its own.
+func TestTallySummarisesAMinute(t *testing.T) {
+	eachDB(t, func(t *testing.T, l *audit.Log) {
+		ctx := context.Background()
+		minute := time.Now().UTC().Truncate(time.Minute)
+		intake := audit.Entry{Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9", Action: "orders.post", Result: audit.ResultOK, Status: 201}
+		const n = 40
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				e := intake
+				e.At = minute.Add(time.Duration(i) * time.Second) // all within the minute
+				_, err := l.Tally(ctx, e)
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		failed := intake
+		failed.At, failed.Result, failed.Status = minute.Add(time.Second), audit.ResultFailed, 400
+		for range 3 {
+			if _, err := l.Tally(ctx, failed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The row comes back as stored: the minute's count, its first
+		// request's time.
+		again := intake
+		again.At = minute.Add(59 * time.Second)
+		if stored, err := l.Tally(ctx, again); err != nil || stored.Count != n+1 || !stored.At.Before(again.At) || !stored.At.Truncate(time.Minute).Equal(minute) || stored.ID == 0 {
+			t.Fatalf("one more in the minute: %+v, %v; want count %d since %v", stored, err, n+1, minute)
+		}
+		next := intake
+		next.At = minute.Add(time.Minute + time.Second)
+		stored, err := l.Tally(ctx, next)
+		if err != nil || stored.Count != 1 || stored.ID == 0 {
+			t.Fatalf("the next minute's first: %+v, %v", stored, err)
+		}
+		op := audit.Entry{At: minute.Add(2 * time.Second), Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9",
+			Action: "work.retry", Target: "w1", Result: audit.ResultOK, Status: 200}
+		for range 2 {
+			if _, err := l.Record(ctx, op); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page, err := l.List(ctx, audit.Filter{Limit: audit.MaxPage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums := map[string]int64{}
+		rows := map[string]int{}
+		for _, e := range page.Items {
+			k := fmt.Sprintf("%s %s %d", e.Action, e.Result, e.At.Truncate(time.Minute).Sub(minute)/time.Minute)
+			sums[k] += e.Count
+			rows[k]++
+		}
+		want := map[string]int64{"orders.post ok 0": n + 1, "orders.post failed 0": 3, "orders.post ok 1": 1, "work.retry ok 0": 2}
+		for k, c := range want {
+			if sums[k] != c {
+				t.Errorf("%s: counts sum to %d, want %d (all: %v)", k, sums[k], c, sums)
+			}
+		}
+		if rows["orders.post ok 0"] != 1 || rows["work.retry ok 0"] != 2 || len(page.Items) != 5 {
+			t.Errorf("rows %v (%d in all), want one per summary and one per operator action", rows, len(page.Items))
+		}
+	})
+}
+
+// While the database is away a minute's tallies are kept as one entry with
+// their count, written when it is back: nothing is lost, nothing swamps.
+func TestTallyWhileTheDatabaseIsAway(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.SQLite(t)
+	if err := audit.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	var away atomic.Bool
+	if err := db.Callback().Create().Before("gorm:create").Register("test:away", func(tx *gorm.DB) {
+		if away.Load() {
+			_ = tx.AddError(driver.ErrBadConn)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(db)
+	e := audit.Entry{At: time.Now().UTC().Truncate(time.Minute), Who: "operator", Role: "operator", Via: "bearer", From: "10.0.0.9",
+		Action: "work.post", Result: audit.ResultOK, Status: 202}
+	away.Store(true)
+	for range 25 {
+		if _, err := l.Tally(ctx, e); !errors.Is(err, audit.ErrHeld) {
+			t.Fatalf("tally while away: %v, want ErrHeld", err)
+		}
+	}
+	away.Store(false)
+	if n, err := l.Flush(ctx); n != 1 || err != nil {
+		t.Fatalf("flush: %d entries, %v; want the minute's one", n, err)
+	}
+	if _, err := l.Tally(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	page, err := l.List(ctx, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, en := range page.Items {
+		sum += en.Count
+	}
+	if len(page.Items) != 2 || sum != 26 {
+		t.Fatalf("%d rows summing to %d, want 2 summing to 26: %+v", len(page.Items), sum, page.Items)
+	}
+}
+
+// An audit table of an older Canal gains the count column: its rows count
+// one each.
+func TestMigrateAddsCountToOldRows(t *testing.T) {
+	eachDBRaw(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		type oldEntry struct {
+			ID     int64     `gorm:"primaryKey;autoIncrement"`
+			At     time.Time `gorm:"not null;index"`
+			Who    string    `gorm:"size:200;not null;index"`
+			Role   string    `gorm:"size:20;not null"`
+			Via    string    `gorm:"size:20;not null"`
+			From   string    `gorm:"size:100;not null"`
+			Action string    `gorm:"size:100;not null;index"`
+			Result string    `gorm:"size:20;not null"`
+		}
+		old := db.Table("canal_audit")
+		if err := old.AutoMigrate(&oldEntry{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Create(&oldEntry{At: time.Now(), Who: "operator", Role: "operator", Via: "bearer", From: "x", Action: "jobs.stop", Result: "ok"}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := audit.Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		page, err := audit.New(db).List(ctx, audit.Filter{})
+		if err != nil || len(page.Items) != 1 || page.Items[0].Count != 1 {
+			t.Fatalf("%+v, %v; want the old row counting 1", page.Items, err)
+		}
+	})
+}
+
+func eachDBRaw(t *testing.T, f func(t *testing.T, db *gorm.DB)) {
+	for _, d := range []struct {
+		name string
+		open func(testing.TB) *gorm.DB
+	}{{"sqlite", testenv.SQLite}, {"postgres", testenv.Postgres}} {
+		t.Run(d.name, func(t *testing.T) { f(t, d.open(t)) })
+	}
 }

@@ -40,6 +40,7 @@ const usage = `Usage: canal bench outbox|work|latency|soak [flags]
                       [-procs 2]            commit in this process, dispatch in a child process
   canal bench soak    -db URL -duration D   orders and work at full speed for D, memory, WAL and files
                       [-sample 10s] [-warmup 1m] [-max-growth-mb 20]
+                      [-cpuprofile F] [-memprofile F]
                                             sampled every -sample; FLAT or GROWING (exit 1) after -warmup
 
 -db is a SQLite file path that must not exist yet (created, then removed; the
@@ -67,7 +68,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	fs.BoolVar(&o.keep, "keep", false, "keep the SQLite file or PostgreSQL schema afterwards")
 	fs.IntVar(&o.workers, "workers", 0, "workers of the relay or pool (0: the library's default)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level of the relay and pool on stderr: debug, info, warn or error")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed part (the drain; the whole run for latency) to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed part (the drain; the whole run for latency and soak) to this file")
 	switch what {
 	case "outbox", "work":
 		fs.IntVar(&o.n, "n", 10000, "backlog size (1-1000000)")
@@ -83,6 +84,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 		fs.DurationVar(&o.warmup, "warmup", time.Minute, "samples before this are left out of the verdict")
 		fs.Float64Var(&o.maxGrowthMB, "max-growth-mb", 20, "GROWING (exit 1) when a memory series or the WAL rises more than this after -warmup")
 		fs.IntVar(&o.producers, "producers", 4, "goroutines placing orders, and as many enqueueing work (1-256)")
+		fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (in use and allocated) to this file at the end of the load, and to this file + \".warmup\" at the end of -warmup (go tool pprof -sample_index=inuse_space -base FILE.warmup FILE: what grew after the warm-up)")
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown benchmark %q: want outbox, work, latency or soak", ErrUsage, what)

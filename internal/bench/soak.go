@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,17 @@ func benchSoak(ctx context.Context, t *target, o options, memStatus bool, stdout
 	if err != nil {
 		return err
 	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Fprintf(stdout, "%8s %9s %9s %8s %8s %9s %8s %8s %8s %8s %5s\n",
 		"t", "orders/s", "work/s", "rss_mb", "heap_mb", "sqlite_mb", "stmt_kb", "cache_kb", "wal_mb", "db_mb", "fds")
 	start := time.Now()
@@ -141,10 +153,20 @@ func benchSoak(ctx context.Context, t *target, o options, memStatus bool, stdout
 		if dt := (s.at - prev.at).Seconds(); dt > 0 {
 			s.ordersRate, s.workRate = float64(s.orders-prev.orders)/dt, float64(s.work-prev.work)/dt
 		}
+		if o.memProfile != "" && prev.at < o.warmup && s.at >= o.warmup {
+			if err := writeHeap(o.memProfile + ".warmup"); err != nil {
+				return err
+			}
+		}
 		prev = s
 		samples = append(samples, s)
 		printSample(stdout, s)
 		done = s.at >= o.duration
+	}
+	if o.memProfile != "" {
+		if err := writeHeap(o.memProfile); err != nil {
+			return err
+		}
 	}
 	stopLoad()
 	load.Wait()
@@ -162,6 +184,23 @@ func benchSoak(ctx context.Context, t *target, o options, memStatus bool, stdout
 	out.int("work", last.work)
 	out.float("orders_per_s", float64(last.orders)/last.at.Seconds())
 	out.float("work_per_s", float64(last.work)/last.at.Seconds())
+	// Where the resident set goes besides the live heap: memory the
+	// runtime holds for the heap (a peak it has not yet returned), stacks.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out.float("go_heap_sys_mb", float64(ms.HeapSys-ms.HeapReleased)/(1<<20))
+	out.float("go_stack_mb", float64(ms.StackSys)/(1<<20))
+	out.float("go_sys_mb", float64(ms.Sys-ms.HeapReleased)/(1<<20))
+	out.int("goroutines", int64(runtime.NumGoroutine()))
+	if t.dialect == "sqlite" && memStatus {
+		out.float("sqlite_mem_highwater_mb", float64(sqlitestat.MemoryHighwater())/(1<<20))
+	}
+	if allocs, bytes, mmaps := sqlitestat.Allocator(); bytes > 0 {
+		// Only with -tags memory.counters.
+		out.int("libc_allocs", int64(allocs))
+		out.float("libc_mb", float64(bytes)/(1<<20))
+		out.int("libc_mmaps", int64(mmaps))
+	}
 	growing := false
 	for _, g := range growth {
 		out.float(g.name+"_growth_mb", g.mb)
@@ -268,6 +307,24 @@ func printSample(w io.Writer, s soakSample) {
 	fmt.Fprintf(w, "%8s %9.0f %9.0f %8s %8s %9s %8s %8s %8s %8s %5d\n",
 		s.at.Round(time.Second), s.ordersRate, s.workRate, mb(s.rss), mb(s.heap), mb(s.sqliteMem),
 		kb(s.stmts), kb(s.cache), mb(s.wal), mb(s.dbSize), s.fds)
+}
+
+// writeHeap writes the heap profile (live objects as of the last GC, and
+// every allocation so far) to file, after a GC so that it is current.
+func writeHeap(file string) error {
+	runtime.GC()
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	return nil
 }
 
 // rss is the process's resident set (VmRSS), 0 where /proc has none.

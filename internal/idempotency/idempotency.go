@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canalhq/canal/internal/migratelock"
 	"github.com/canalhq/canal/internal/outage"
 	"gorm.io/gorm"
 )
@@ -89,9 +90,13 @@ type record struct {
 
 func (record) TableName() string { return "canal_idempotency_keys" }
 
-// Migrate creates or updates the keys' table.
+// Migrate creates or updates the keys' table, one process at a time
+// (migratelock): replicas may start together on an empty database.
 func Migrate(ctx context.Context, db *gorm.DB) error {
-	if err := db.WithContext(ctx).AutoMigrate(&record{}); err != nil {
+	err := migratelock.Do(ctx, db, func(ctx context.Context) error {
+		return db.WithContext(ctx).AutoMigrate(&record{})
+	})
+	if err != nil {
 		return fmt.Errorf("idempotency: migrate: %w", err)
 	}
 	return nil

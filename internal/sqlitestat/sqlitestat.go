@@ -42,6 +42,22 @@ func MemoryUsed() int64 {
 	return sqlite3.Xsqlite3_memory_used(tls)
 }
 
+// MemoryHighwater is the most bytes SQLite has held at once in the process
+// (0 unless EnableMemStatus ran first).
+func MemoryHighwater() int64 {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	return sqlite3.Xsqlite3_memory_highwater(tls, 0)
+}
+
+// Allocator is what modernc's C allocator (libc malloc, under SQLite) has
+// outstanding: zero unless the program was built with -tags
+// memory.counters.
+func Allocator() (allocs, bytes, mmaps int) {
+	st := libc.MemStat()
+	return st.Allocs, st.Bytes, st.Mmaps
+}
+
 // Pool is what the connections of one pool hold.
 type Pool struct {
 	Conns     int   // connections read

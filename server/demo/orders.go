@@ -90,34 +90,72 @@ const (
 // transaction: both exist or neither does. The message is keyed by customer,
 // so one customer's orders are announced in the order they were placed.
 func (o *Orders) PlaceOrder(ctx context.Context, customer string, amountCents int64) (orderID, messageID string, err error) {
-	customer = strings.TrimSpace(customer)
-	switch {
-	case customer == "":
-		return "", "", fmt.Errorf("%w: customer is empty", ErrInvalidOrder)
-	case len(customer) > MaxCustomerLen:
-		return "", "", fmt.Errorf("%w: customer longer than %d bytes", ErrInvalidOrder, MaxCustomerLen)
-	case !utf8.ValidString(customer) || strings.ContainsFunc(customer, unicode.IsControl):
-		// PostgreSQL refuses NUL and invalid UTF-8 in text.
-		return "", "", fmt.Errorf("%w: customer must be UTF-8 text without control characters", ErrInvalidOrder)
-	case amountCents <= 0 || amountCents > MaxAmountCents:
-		return "", "", fmt.Errorf("%w: amount must be above 0 and at most %d cents", ErrInvalidOrder, MaxAmountCents)
+	customer, err = checkOrder(customer, amountCents)
+	if err != nil {
+		return "", "", err
 	}
-	now := o.clock().UTC()
-	order := Order{ID: outbox.NewID(now), Customer: customer, AmountCents: amountCents, CreatedAt: now}
 	err = o.tx.Transaction(ctx, func(tx *gorm.DB) error {
-		if err := tx.Create(&order).Error; err != nil {
-			return fmt.Errorf("store order: %w", err)
-		}
-		var err error
-		messageID, err = outbox.Add(ctx, tx, outbox.Message{
-			Topic:   TopicOrderPlaced,
-			Key:     "customer:" + customer,
-			Payload: OrderPlaced{OrderID: order.ID, Customer: customer, AmountCents: amountCents},
-		})
+		orderID, messageID, err = o.place(ctx, tx, customer, amountCents)
 		return err
 	})
 	if err != nil {
 		return "", "", fmt.Errorf("place order: %w", err)
+	}
+	return orderID, messageID, nil
+}
+
+// PlaceOrderTx stores an order and its order.placed message in tx, a
+// transaction of Transaction, so that the caller's own write (an
+// Idempotency-Key's record) commits with them or not at all.
+func (o *Orders) PlaceOrderTx(ctx context.Context, tx *gorm.DB, customer string, amountCents int64) (orderID, messageID string, err error) {
+	customer, err = checkOrder(customer, amountCents)
+	if err != nil {
+		return "", "", err
+	}
+	orderID, messageID, err = o.place(ctx, tx, customer, amountCents)
+	if err != nil {
+		return "", "", fmt.Errorf("place order: %w", err)
+	}
+	return orderID, messageID, nil
+}
+
+// Transaction runs fn in a transaction of the orders' Transactor (the
+// relay, which wakes once a message added in it commits).
+func (o *Orders) Transaction(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return o.tx.Transaction(ctx, fn)
+}
+
+// checkOrder returns the customer trimmed, or ErrInvalidOrder.
+func checkOrder(customer string, amountCents int64) (string, error) {
+	customer = strings.TrimSpace(customer)
+	switch {
+	case customer == "":
+		return "", fmt.Errorf("%w: customer is empty", ErrInvalidOrder)
+	case len(customer) > MaxCustomerLen:
+		return "", fmt.Errorf("%w: customer longer than %d bytes", ErrInvalidOrder, MaxCustomerLen)
+	case !utf8.ValidString(customer) || strings.ContainsFunc(customer, unicode.IsControl):
+		// PostgreSQL refuses NUL and invalid UTF-8 in text.
+		return "", fmt.Errorf("%w: customer must be UTF-8 text without control characters", ErrInvalidOrder)
+	case amountCents <= 0 || amountCents > MaxAmountCents:
+		return "", fmt.Errorf("%w: amount must be above 0 and at most %d cents", ErrInvalidOrder, MaxAmountCents)
+	}
+	return customer, nil
+}
+
+// place writes a checked order and its message in tx.
+func (o *Orders) place(ctx context.Context, tx *gorm.DB, customer string, amountCents int64) (orderID, messageID string, err error) {
+	now := o.clock().UTC()
+	order := Order{ID: outbox.NewID(now), Customer: customer, AmountCents: amountCents, CreatedAt: now}
+	if err := tx.Create(&order).Error; err != nil {
+		return "", "", fmt.Errorf("store order: %w", err)
+	}
+	messageID, err = outbox.Add(ctx, tx, outbox.Message{
+		Topic:   TopicOrderPlaced,
+		Key:     "customer:" + customer,
+		Payload: OrderPlaced{OrderID: order.ID, Customer: customer, AmountCents: amountCents},
+	})
+	if err != nil {
+		return "", "", err
 	}
 	return order.ID, messageID, nil
 }
