@@ -25,7 +25,7 @@ func TestControlWaitIsMeasured(t *testing.T) {
 		_, err := p.Status(context.Background(), "report")
 		replied <- err
 	}()
-	testenv.Eventually(t, 5*time.Second, "the command is queued", func() bool { return p.Queue().Control.Len == 1 })
+	testenv.Eventually(t, 60*time.Second, "the command is queued", func() bool { return p.Queue().Control.Len == 1 })
 	const held = 50 * time.Millisecond
 	time.Sleep(held)
 
@@ -37,7 +37,7 @@ func TestControlWaitIsMeasured(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := p.Queue().ControlWait
-	if w.Count != 1 || w.Sum < held.Seconds() || w.Sum > 5 {
+	if w.Count != 1 || w.Sum < held.Seconds() || w.Sum > 60 { // an upper bound for sanity, not a speed
 		t.Fatalf("one command held %s: %+v", held, w)
 	}
 	for i, b := range w.Bounds {

@@ -89,7 +89,7 @@ func TestRetryDeleteAndAttemptsOfWork(t *testing.T) {
 			t.Fatalf("attempts of a deleted item: %v %v", as, err)
 		}
 		// The dashboard follows both by hand actions live.
-		testenv.Eventually(t, 5*time.Second, "work.requeued and work.deleted events", func() bool {
+		testenv.Eventually(t, 60*time.Second, "work.requeued and work.deleted events", func() bool {
 			return c.has(jobs.EventWorkRequeued) && c.has(jobs.EventWorkDeleted)
 		})
 		for _, id := range []string{"nope", "\xff"} {

@@ -63,6 +63,12 @@ func TestRunServesLiveDashboardAndShutsDownCleanly(t *testing.T) {
 		}
 	}
 
+	// The hub learns the jobs from the processor's events (the page above
+	// asks the processor): on a loaded machine it may not know them yet.
+	testenv.Eventually(t, 60*time.Second, "the hub knows the report job", func() bool {
+		_, body := get(t, inst.URL+"/api/dashboard")
+		return strings.Contains(body, `"name":"report"`)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws://"+inst.Addr+"/ws", nil)

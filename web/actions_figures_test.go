@@ -61,7 +61,7 @@ func TestActionsChangeEveryFigureAtOnce(t *testing.T) {
 		}
 		return v
 	}
-	testenv.Eventually(t, 10*time.Second, "the dead letter on every figure", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the dead letter on every figure", func() bool {
 		v := view()
 		return v.FailureCount == 1 && len(v.Failures) == 1 && v.Outbox != nil && v.Outbox.Dead == 1
 	})
@@ -69,7 +69,7 @@ func TestActionsChangeEveryFigureAtOnce(t *testing.T) {
 	if _, err := r.Retry(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the retried letter gone from every figure", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the retried letter gone from every figure", func() bool {
 		v := view()
 		return v.FailureCount == 0 && len(v.Failures) == 0 && v.Outbox != nil && v.Outbox.Dead == 0 &&
 			v.Series.Totals.Failures == 0 && len(v.Alarms()) == 0

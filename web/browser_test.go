@@ -320,7 +320,7 @@ func TestBrowserLayoutHoldsWithBigNumbers(t *testing.T) {
 	if err := chromedp.Run(ctx, emulation.SetDeviceMetricsOverride(390, 844, 1, true)); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	for deadline := time.Now().Add(60 * time.Second); ; {
 		var rows int
 		if err := chromedp.Run(ctx, chromedp.Navigate(inst.URL+"/work"),
 			chromedp.Evaluate(`document.querySelectorAll('[data-testid="work-item"]').length`, &rows)); err != nil {
@@ -407,7 +407,7 @@ func TestBrowserDeleteIsConfirmedWithoutJavaScript(t *testing.T) {
 		if p != "delete m1" {
 			t.Errorf("posted %q, want delete m1", p)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("the confirmed delete never posted")
 	}
 

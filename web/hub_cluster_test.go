@@ -93,7 +93,7 @@ func TestHubMergesOtherProcesses(t *testing.T) {
 
 	// c is lost: its workers no longer count; b's and this one's do.
 	procs.set(queue.ProcessInfo{ID: "a", Self: true}, queue.ProcessInfo{ID: "b"}, queue.ProcessInfo{ID: "c", Lost: true})
-	testenv.Eventually(t, 10*time.Second, "a lost process's figures forgotten", func() bool {
+	testenv.Eventually(t, 60*time.Second, "a lost process's figures forgotten", func() bool {
 		v, err := h.View(ctx)
 		return err == nil && v.Queue != nil && v.Queue.Workers == 12 && v.Queue.Busy == 6 &&
 			len(v.Processes.List) == 3 && v.Processes.Lost() == 1

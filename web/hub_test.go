@@ -42,7 +42,7 @@ func attach(t testing.TB, h *Hub, v view, buffer int) *client {
 	c := newClient(v, buffer)
 	select {
 	case h.register <- c:
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("hub did not take the client")
 	}
 	return c
@@ -57,7 +57,7 @@ func next(t testing.TB, c *client) []byte {
 		return f
 	case <-c.quit:
 		t.Fatalf("client was dropped with %d %q", c.closeCode, c.reason)
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("no frame within 10s")
 	}
 	return nil
@@ -421,7 +421,7 @@ func TestHubShutdownClosesClientsWith1012AndLeaksNothing(t *testing.T) {
 		}
 		srv.Close()
 	}()
-	testenv.Eventually(t, 10*time.Second, "goroutines back to where they were", func() bool {
+	testenv.Eventually(t, 60*time.Second, "goroutines back to where they were", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 }

@@ -186,7 +186,7 @@ func TestTutorialJobAPI(t *testing.T) {
 	if _, err := p.Trigger(context.Background(), "report"); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "execution counted in the tutorial status", func() bool {
+	testenv.Eventually(t, 60*time.Second, "execution counted in the tutorial status", func() bool {
 		var st tutorialStatus
 		apiDo(t, e, "GET", "/api/job/status", "").decode(t, &st)
 		return st.ExecutionCount == 1 && st.LastExecutionTime != nil

@@ -56,7 +56,7 @@ func newAPIFixture(t *testing.T) apiFixture {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
-	testenv.Eventually(t, 10*time.Second, "fixture settled", func() bool {
+	testenv.Eventually(t, 60*time.Second, "fixture settled", func() bool {
 		s, err := r.List(ctx, outbox.ListFilter{Status: outbox.StatusDispatched})
 		d, err2 := r.List(ctx, outbox.ListFilter{Status: outbox.StatusDead})
 		return err == nil && err2 == nil && len(s.Items) == 2 && len(d.Items) == 1

@@ -144,7 +144,7 @@ func TestJobPageFromTheStoreAfterARestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); _ = p1.Run(ctx) }()
-		testenv.Eventually(t, 10*time.Second, "two runs recorded", func() bool {
+		testenv.Eventually(t, 60*time.Second, "two runs recorded", func() bool {
 			runs, err := s.ListRuns(context.Background(), "report", 0, 10)
 			return err == nil && len(runs) >= 2
 		})
@@ -226,7 +226,7 @@ func TestWorkPageFromTheStoreAfterARestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 10*time.Second, "email fails", func() bool {
+		testenv.Eventually(t, 60*time.Second, "email fails", func() bool {
 			w, err := s.GetWork(context.Background(), it.ID)
 			return err == nil && w.State == jobs.WorkFailed
 		})

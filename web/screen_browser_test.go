@@ -197,7 +197,7 @@ func TestBrowserOfflineDimsAndSaysWhatWasNotSent(t *testing.T) {
 		t.Fatalf("the page did not come back undimmed: %v", err)
 	}
 	// The snapshot replaced the card: it shows what the new server has.
-	testenv.Eventually(t, 10*time.Second, "the card shows the restarted server's executions", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the card shows the restarted server's executions", func() bool {
 		var shown string
 		var st struct{ Executions int64 }
 		getJSON(t, second.URL+"/api/jobs/report", &st)

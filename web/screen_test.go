@@ -68,7 +68,7 @@ func TestWorkActionsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the item fails", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the item fails", func() bool {
 		w, err := p.Work(context.Background(), it.ID)
 		return err == nil && w.State == jobs.WorkFailed
 	})
@@ -89,7 +89,7 @@ func TestWorkActionsAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the second item fails", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the second item fails", func() bool {
 		w, err := p.Work(context.Background(), again.ID)
 		return err == nil && w.State == jobs.WorkFailed
 	})
@@ -101,7 +101,7 @@ func TestWorkActionsAPI(t *testing.T) {
 		t.Errorf("retry = %d %s", a.status, a.raw)
 	}
 	// A done item cannot be retried: 409.
-	testenv.Eventually(t, 10*time.Second, "the retried item fails again", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the retried item fails again", func() bool {
 		w, err := p.Work(context.Background(), again.ID)
 		return err == nil && w.State == jobs.WorkFailed
 	})

@@ -72,7 +72,7 @@ func TestBrowserWorkItemPageAndRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 15*time.Second, "the item fails", func() bool {
+	testenv.Eventually(t, 60*time.Second, "the item fails", func() bool {
 		w, err := p.Work(context.Background(), it.ID)
 		return err == nil && w.State == jobs.WorkFailed
 	})

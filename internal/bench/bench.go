@@ -106,7 +106,9 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 	if o.memProfile != "" {
 		runtime.MemProfileRate = 16 << 10 // finer than the default 512 KiB
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("component", "bench")
+	// Untagged: the benchmarks tag the components they build (outbox, jobs,
+	// orders), and a second "component" would repeat the key in a line.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	out := &printer{w: stdout}
 
 	// SQLite counts its memory only if told so before its first

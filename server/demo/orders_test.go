@@ -118,7 +118,7 @@ func TestGeneratePlacesOrdersUntilStopped(t *testing.T) {
 		db.Model(&Order{}).Count(&n)
 		return n
 	}
-	testenv.Eventually(t, 10*time.Second, "orders placed", func() bool { return count() >= 3 })
+	testenv.Eventually(t, 60*time.Second, "orders placed", func() bool { return count() >= 3 })
 	cancel()
 	<-done
 }

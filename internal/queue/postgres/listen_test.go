@@ -55,13 +55,13 @@ func TestListenWakesOnCommit(t *testing.T) {
 		}
 	case err := <-listening:
 		t.Fatalf("Listen returned: %v", err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("no wake-up after a commit")
 	}
 	cancel()
 	select {
 	case <-listening:
-	case <-time.After(5 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("Listen did not return after its context ended")
 	}
 }
@@ -102,7 +102,7 @@ func TestNotifyReachesOtherProcesses(t *testing.T) {
 	}
 	// LISTEN is in place once a notification from the other process
 	// arrives: send until one does.
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(60 * time.Second)
 	for got := false; !got; {
 		if err := procs[0].Notify(ctx, "jobs.cmd"); err != nil {
 			t.Fatal(err)

@@ -107,7 +107,7 @@ func TestRetryDeadWaitsForAnInserterWithoutDeadlock(t *testing.T) {
 		if err != nil {
 			t.Fatalf("retry dead: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("retry dead still waiting after the inserter committed")
 	}
 	// Each retried item waits behind its key's open item, committed first.
