@@ -64,6 +64,20 @@ type AMQP struct {
 // DialAMQP returns a publisher to rawURL (amqp:// or amqps://) after
 // checking that the broker answers. Close closes its connection.
 func DialAMQP(ctx context.Context, rawURL string, cfg AMQPConfig) (*AMQP, error) {
+	p, err := OpenAMQP(rawURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.session(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenAMQP returns a publisher to rawURL without connecting: it connects
+// at its first Publish, and again after any loss. A broker that is down
+// at start is then an outage like any other (see IsUnreachable).
+func OpenAMQP(rawURL string, cfg AMQPConfig) (*AMQP, error) {
 	if cfg.ExchangeKind == "" {
 		cfg.ExchangeKind = amqp.ExchangeTopic
 	}
@@ -80,11 +94,7 @@ func DialAMQP(ctx context.Context, rawURL string, cfg AMQPConfig) (*AMQP, error)
 	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 		return nil, fmt.Errorf("%w: AMQP URL %s: want amqp://user:password@host:port/vhost", ErrInvalidConfig, RedactURL(rawURL))
 	}
-	p := &AMQP{url: rawURL, show: RedactURL(rawURL), cfg: cfg, sem: make(chan struct{}, 1)}
-	if _, err := p.session(ctx); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return &AMQP{url: rawURL, show: RedactURL(rawURL), cfg: cfg, sem: make(chan struct{}, 1)}, nil
 }
 
 // Target returns where a topic's messages go: exchange and routing key.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +26,12 @@ const (
 type JetStream struct {
 	js     jetstream.JetStream
 	prefix string
+	cfg    JetStreamConfig
 	nc     *nats.Conn // closed by Close when DialJetStream opened it
+	// ready: the stream is known to exist. OpenJetStream leaves it to the
+	// first Publish the server answers.
+	mu    sync.Mutex
+	ready atomic.Bool
 }
 
 // JetStreamConfig names the stream; zero fields take the defaults.
@@ -36,6 +43,17 @@ type JetStreamConfig struct {
 
 // NewJetStream returns a publisher on nc, creating or updating the stream.
 func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
+	p, err := newJetStream(nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.ensure(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func newJetStream(nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
@@ -49,22 +67,45 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       cfg.Stream,
-		Subjects:   []string{cfg.SubjectPrefix + ".>"},
-		Duplicates: cfg.DuplicateWindow,
+	return &JetStream{js: js, prefix: cfg.SubjectPrefix, cfg: cfg}, nil
+}
+
+// ensure creates or updates the stream once.
+func (p *JetStream) ensure(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ready.Load() {
+		return nil
+	}
+	_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       p.cfg.Stream,
+		Subjects:   []string{p.cfg.SubjectPrefix + ".>"},
+		Duplicates: p.cfg.DuplicateWindow,
 		Storage:    jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: ensure stream %s: %w", cfg.Stream, err)
+		return fmt.Errorf("jetstream: ensure stream %s: %w", p.cfg.Stream, err)
 	}
-	return &JetStream{js: js, prefix: cfg.SubjectPrefix}, nil
+	p.ready.Store(true)
+	return nil
 }
 
 // DialJetStream connects to url and returns a publisher that owns the
 // connection: Close closes it.
 func DialJetStream(ctx context.Context, url string, cfg JetStreamConfig) (*JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name("canal-outbox"), nats.MaxReconnects(-1))
+	return dialJetStream(ctx, url, cfg, false)
+}
+
+// OpenJetStream is DialJetStream without waiting for the server: the
+// connection keeps trying in the background and the stream is made at the
+// first Publish the server answers, so a server down at start is an outage
+// like any other (see IsUnreachable).
+func OpenJetStream(url string, cfg JetStreamConfig) (*JetStream, error) {
+	return dialJetStream(context.Background(), url, cfg, true)
+}
+
+func dialJetStream(ctx context.Context, url string, cfg JetStreamConfig, lazy bool) (*JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("canal-outbox"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(lazy))
 	if err != nil {
 		err = fmt.Errorf("nats connect %s: %w", RedactURL(url), err)
 		// A server list is comma separated; the client may quote any of it.
@@ -73,7 +114,10 @@ func DialJetStream(ctx context.Context, url string, cfg JetStreamConfig) (*JetSt
 		}
 		return nil, err
 	}
-	p, err := NewJetStream(ctx, nc, cfg)
+	p, err := newJetStream(nc, cfg)
+	if err == nil && !lazy {
+		err = p.ensure(ctx)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -87,6 +131,11 @@ func (p *JetStream) Subject(topic string) string { return p.prefix + "." + topic
 
 // Publish sends d and waits for the stream's acknowledgement.
 func (p *JetStream) Publish(ctx context.Context, d Delivery) error {
+	if !p.ready.Load() {
+		if err := p.ensure(ctx); err != nil {
+			return err
+		}
+	}
 	m := nats.NewMsg(p.Subject(d.Topic))
 	m.Data = d.Payload
 	for k, v := range d.Headers {
@@ -111,6 +160,10 @@ func (p *JetStream) Close() error {
 		return nil
 	}
 	err := p.nc.Drain()
+	if errors.Is(err, nats.ErrConnectionReconnecting) {
+		p.nc.Close() // never reached the server (OpenJetStream): nothing to drain
+		return nil
+	}
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return nil
 	}

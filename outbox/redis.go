@@ -61,6 +61,21 @@ return id
 // parses it) and checks that the server answers. go-redis reconnects by
 // itself after a restart; attempts in between fail and are retried.
 func DialRedisStreams(ctx context.Context, rawURL string, cfg RedisStreamsConfig) (*RedisStreams, error) {
+	p, err := OpenRedisStreams(rawURL, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.client.Ping(ctx).Err(); err != nil {
+		p.client.Close()
+		return nil, fmt.Errorf("redis %s: %w", p.show, redactError(err, rawURL))
+	}
+	return p, nil
+}
+
+// OpenRedisStreams is DialRedisStreams without the check: the client
+// connects at its first Publish, so a server down at start is an outage
+// like any other (see IsUnreachable). Close closes the client.
+func OpenRedisStreams(rawURL string, cfg RedisStreamsConfig) (*RedisStreams, error) {
 	show := RedactURL(rawURL)
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -73,10 +88,6 @@ func DialRedisStreams(ctx context.Context, rawURL string, cfg RedisStreamsConfig
 	c := redis.NewClient(opts)
 	p := NewRedisStreams(c, cfg)
 	p.show, p.raw, p.owned = show, rawURL, true
-	if err := c.Ping(ctx).Err(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("redis %s: %w", show, redactError(err, rawURL))
-	}
 	return p, nil
 }
 

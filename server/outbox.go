@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"log/slog"
 	"maps"
@@ -62,6 +63,10 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 	}
 	if cfg.NATSURL != "" {
 		js, err := outbox.DialJetStream(ctx, cfg.NATSURL, outbox.JetStreamConfig{})
+		if outbox.IsUnreachable(err) {
+			brokerDown(log, "nats", err)
+			js, err = outbox.OpenJetStream(cfg.NATSURL, outbox.JetStreamConfig{})
+		}
 		if err != nil {
 			return fail(fmt.Errorf("NATS publisher %s: %w", outbox.RedactURL(cfg.NATSURL), err))
 		}
@@ -70,6 +75,10 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 	}
 	if cfg.AMQPURL != "" {
 		p, err := outbox.DialAMQP(ctx, cfg.AMQPURL, outbox.AMQPConfig{Exchange: cfg.AMQPExchange})
+		if outbox.IsUnreachable(err) {
+			brokerDown(log, "amqp", err)
+			p, err = outbox.OpenAMQP(cfg.AMQPURL, outbox.AMQPConfig{Exchange: cfg.AMQPExchange})
+		}
 		if err != nil {
 			return fail(fmt.Errorf("RabbitMQ publisher: %w", err))
 		}
@@ -77,7 +86,16 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		pubs["amqp"], shown["amqp"] = outbox.Named("amqp", p), p.String()
 	}
 	if cfg.RedisURL != "" {
-		p, err := outbox.DialRedisStreams(ctx, cfg.RedisURL, outbox.RedisStreamsConfig{Prefix: cfg.RedisPrefix, MaxLen: cfg.RedisMaxLen})
+		// go-redis writes its own plain-text lines (a failed dial) to
+		// stderr through a package-wide logger: the process's JSON log
+		// takes them instead. The process owns stderr, so Run sets it.
+		redis.SetLogger(redisLogger{log.With("component", "redis")})
+		redisCfg := outbox.RedisStreamsConfig{Prefix: cfg.RedisPrefix, MaxLen: cfg.RedisMaxLen}
+		p, err := outbox.DialRedisStreams(ctx, cfg.RedisURL, redisCfg)
+		if outbox.IsUnreachable(err) {
+			brokerDown(log, "redis", err)
+			p, err = outbox.OpenRedisStreams(cfg.RedisURL, redisCfg)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("Redis publisher: %w", err))
 		}
@@ -127,4 +145,20 @@ func newRelay(ctx context.Context, db *gorm.DB, cfg Config, proc *queue.Process,
 		log.Info("outbox route", "topic", r.Topic, "to", r.To)
 	}
 	return relay, routes, closeAll, nil
+}
+
+// brokerDown logs a broker that did not answer at start. Canal starts all
+// the same: the broker's messages wait for it as in any outage, and its
+// breaker shows it down. A refused login or a bad URL still stops the
+// start, as no wait fixes those.
+func brokerDown(log *slog.Logger, name string, err error) {
+	log.Warn("outbox: broker unreachable at start: its messages wait until it answers", "component", "outbox", "destination", name, "err", err)
+}
+
+// redisLogger is go-redis's logger over slog: one warning per line it
+// writes (it logs only trouble: failed dials, pool errors).
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
 }

@@ -3,6 +3,7 @@ package templates
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -245,6 +246,26 @@ func destBadge(s outbox.BreakerState) string {
 		return "pending"
 	}
 	return "dispatched"
+}
+
+// destsNotUp counts the destinations whose breaker is not closed.
+func destsNotUp(ds []outbox.Destination) int {
+	n := 0
+	for _, d := range ds {
+		if d.State != outbox.BreakerClosed {
+			n++
+		}
+	}
+	return n
+}
+
+// destsSummary is the wall's word for its destinations: all up, or how
+// many are not.
+func destsSummary(ds []outbox.Destination) string {
+	if n := destsNotUp(ds); n > 0 {
+		return fmt.Sprintf("%d down", n)
+	}
+	return "up"
 }
 
 // destWord says a breaker state as a reader understands it.
