@@ -48,7 +48,7 @@ type Config struct {
 	// The retry budget of a message: MaxAttempts message errors (see
 	// MessageError) make it dead, each followed by a delay from
 	// BackoffBase doubling up to BackoffMax (with jitter). The defaults,
-	// 25 attempts, 1 s up to 1 h, span about ten hours. A destination that
+	// 25 attempts, 1 s up to 1 h, span about 13 hours. A destination that
 	// is down spends none of it (see Named): its messages wait, however
 	// long it is down. Budgets overrides it per topic.
 	MaxAttempts int           // 25
