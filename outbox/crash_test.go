@@ -92,15 +92,9 @@ func openSQLiteFile(path string) (*gorm.DB, error) {
 // random moments while it relays thousands of messages to a webhook; every
 // committed message must still arrive.
 func TestCrashRealProgram(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test: builds and kills the real program; skipped with -short")
-	}
-	bin := filepath.Join(t.TempDir(), "canal")
-	build := exec.Command("go", "build", "-o", bin, "github.com/canalhq/canal")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	program := testenv.NewProgram("github.com/canalhq/canal")
+	defer program.Remove()
+	bin := program.Path(t)
 	crashTest(t, 10000, func(dbPath, hook string) *exec.Cmd {
 		return exec.Command(bin, "-db", dbPath, "-addr", "127.0.0.1:0", "-demo=false", "-webhook-url", hook)
 	})
