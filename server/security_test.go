@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,18 +128,40 @@ func TestSecretsStayOutOfLogsPagesAndAnswers(t *testing.T) {
 		}
 	}
 
-	// NATS credentials in a failed start-up.
-	var stderr strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// NATS credentials in the warning of a start with the server down
+	// (an outage: Canal starts, and says so).
+	var stderr syncBuilder
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := server.Run(ctx, []string{"canal", "-db", t.TempDir() + "/c.db", "-nats-url", "nats://canal:NATS-PASS-7f3a9@127.0.0.1:1"},
+	err := server.Run(ctx, []string{"canal", "-addr", "127.0.0.1:0", "-db", t.TempDir() + "/c.db", "-nats-url", "nats://canal:NATS-PASS-7f3a9@127.0.0.1:1"},
 		func(string) string { return "" }, io.Discard, &stderr)
-	if err == nil {
-		t.Fatal("Run with an unreachable NATS server started")
+	if err != nil {
+		t.Fatalf("Run with an unreachable NATS server: %v, want a start and a clean stop", err)
 	}
-	if strings.Contains(err.Error(), "NATS-PASS-7f3a9") || strings.Contains(stderr.String(), "NATS-PASS-7f3a9") {
-		t.Errorf("the NATS password is shown: %v\n%s", err, stderr.String())
+	if !strings.Contains(stderr.String(), "broker unreachable at start") {
+		t.Errorf("no warning that NATS is unreachable:\n%s", stderr.String())
 	}
+	if strings.Contains(stderr.String(), "NATS-PASS-7f3a9") {
+		t.Errorf("the NATS password is shown:\n%s", stderr.String())
+	}
+}
+
+// syncBuilder is a strings.Builder safe for the process's goroutines.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // -trusted-proxies reaches the login limit: behind a proxy on loopback,
